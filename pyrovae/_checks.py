@@ -1,0 +1,136 @@
+"""Field checks used by the spec loader.
+
+Each check takes the raw value and its dotted path and returns the value in
+its canonical form (e.g. a list becomes a tuple) or raises
+:class:`~pyrovae.errors.SpecError` with a message of the form
+``"<path>: expected <what>, got <value>"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from pyrovae.errors import SpecError
+
+__all__ = [
+    "Check",
+    "boolean",
+    "choice",
+    "fraction",
+    "integer",
+    "non_negative_float",
+    "positive_float",
+    "positive_int_tuple",
+    "scale_or_choice",
+    "text",
+]
+
+Check = Callable[[Any, str], Any]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _fail(path: str, expected: str, value: Any) -> SpecError:
+    return SpecError(path, f"expected {expected}, got {_show(value)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def integer(minimum: int = 0) -> Check:
+    """An integer ``>= minimum`` (booleans and floats are rejected)."""
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def check(value: Any, path: str) -> int:
+        if not _is_int(value) or value < minimum:
+            raise _fail(path, what, value)
+        return value
+
+    return check
+
+
+def positive_float(value: Any, path: str) -> float:
+    """A finite number > 0."""
+    if not _is_number(value) or value <= 0:
+        raise _fail(path, "a positive number", value)
+    return float(value)
+
+
+def non_negative_float(value: Any, path: str) -> float:
+    """A finite number >= 0."""
+    if not _is_number(value) or value < 0:
+        raise _fail(path, "a number >= 0", value)
+    return float(value)
+
+
+def fraction(low_open: bool) -> Check:
+    """A number in (0, 1) when ``low_open`` else in [0, 1)."""
+    what = "a number in (0, 1)" if low_open else "a number in [0, 1)"
+
+    def check(value: Any, path: str) -> float:
+        ok = _is_number(value) and (0 < value if low_open else 0 <= value) and value < 1
+        if not ok:
+            raise _fail(path, what, value)
+        return float(value)
+
+    return check
+
+
+def boolean(value: Any, path: str) -> bool:
+    """``true`` or ``false``."""
+    if not isinstance(value, bool):
+        raise _fail(path, "true or false", value)
+    return value
+
+
+def text(value: Any, path: str) -> str:
+    """Any string."""
+    if not isinstance(value, str):
+        raise _fail(path, "a string", value)
+    return value
+
+
+def choice(*options: str) -> Check:
+    """One of a fixed set of names."""
+    listed = ", ".join(repr(o) for o in options)
+
+    def check(value: Any, path: str) -> str:
+        if value not in options or not isinstance(value, str):
+            raise _fail(path, f"one of {listed}", value)
+        return value
+
+    check.options = options  # type: ignore[attr-defined]
+    return check
+
+
+def scale_or_choice(*options: str) -> Check:
+    """A positive number or one of a fixed set of names."""
+    listed = " or ".join(repr(o) for o in options)
+
+    def check(value: Any, path: str) -> str | float:
+        if isinstance(value, str) and value in options:
+            return value
+        if _is_number(value) and value > 0:
+            return float(value)
+        raise _fail(path, f"a positive number or {listed}", value)
+
+    return check
+
+
+def positive_int_tuple(value: Any, path: str) -> tuple[int, ...]:
+    """A list of positive integers (may be empty); returned as a tuple."""
+    if not isinstance(value, list | tuple):
+        raise _fail(path, "a list of positive integers", value)
+    item = integer(1)
+    return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))

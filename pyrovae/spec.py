@@ -1,0 +1,355 @@
+"""Declarative model specs: frozen dataclasses, TOML loading and overrides.
+
+A spec has three tables, ``[data]``, ``[model]`` and ``[train]``; every field
+has a default, so an empty spec is the embedded digits VAE. Load one with
+:func:`load_spec` (a TOML file) or :func:`spec_from_dict`, change fields with
+``key.path=value`` overrides (:func:`apply_overrides`), and write the resolved
+spec back with :func:`spec_to_toml`. Every problem raises
+:class:`~pyrovae.errors.SpecError` naming the field's dotted path, what was
+given and what is allowed.
+
+Examples
+--------
+>>> spec = load_spec("examples/specs/digits.toml", overrides=["train.epochs=5"])
+>>> spec.model.encoder.hidden
+(256, 128)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyrovae import _checks as c
+from pyrovae.errors import SpecError
+
+__all__ = [
+    "DataSpec",
+    "GuideSpec",
+    "LikelihoodSpec",
+    "ModelSpec",
+    "NetworkSpec",
+    "PriorSpec",
+    "Spec",
+    "SyntheticSpec",
+    "TrainSpec",
+    "apply_overrides",
+    "load_spec",
+    "spec_from_dict",
+    "spec_to_dict",
+    "spec_to_toml",
+]
+
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "laplace")
+BINARY_LIKELIHOODS = ("bernoulli",)
+UNIT_INTERVAL_LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
+ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid")
+
+
+def _field(default: Any, check: c.Check, doc: str) -> Any:
+    """A dataclass field carrying its check and a one-line description."""
+    kwargs = {"default_factory": lambda: default} if isinstance(default, tuple) else {}
+    if not kwargs:
+        kwargs = {"default": default}
+    return field(metadata={"check": check, "doc": doc}, **kwargs)
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Linear-Gaussian (probabilistic PCA) data: x = W z + b + noise * eps."""
+
+    n: int = _field(5000, c.integer(2), "number of examples, all splits together")
+    observed_dim: int = _field(10, c.integer(1), "dimension of x")
+    latent_dim: int = _field(2, c.integer(1), "dimension of the true z")
+    noise: float = _field(0.5, c.positive_float, "standard deviation of the noise")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data come from and how they are split and binarized."""
+
+    name: str = _field(
+        "digits", c.choice("digits", "mnist", "synthetic", "arrays"), "data source"
+    )
+    path: str = _field("", c.text, "MNIST folder, or .npy/.npz/.csv file for arrays")
+    download: bool = _field(False, c.boolean, "download MNIST into path (md5-checked)")
+    binarize: str = _field(
+        "auto",
+        c.choice("auto", "none", "static", "dynamic"),
+        "auto: dynamic for a Bernoulli likelihood, none otherwise",
+    )
+    test_fraction: float = _field(
+        0.2, c.fraction(True), "held-out share when the source has no official test split"
+    )
+    validation_fraction: float = _field(
+        0.1, c.fraction(False), "share of the training split kept for validation"
+    )
+    limit: int = _field(0, c.integer(0), "use at most this many training examples (0: all)")
+    seed: int = _field(0, c.integer(0), "seed of the split and of static binarization")
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """An MLP: hidden layer sizes (empty for a linear map) and activation."""
+
+    hidden: tuple[int, ...] = _field((256, 128), c.positive_int_tuple, "hidden sizes")
+    activation: str = _field("softplus", c.choice(*ACTIVATIONS), "activation function")
+
+
+@dataclass(frozen=True)
+class LikelihoodSpec:
+    """The observation model p(x|z)."""
+
+    name: str = _field("bernoulli", c.choice(*LIKELIHOODS), "observation model")
+    scale: str | float = _field(
+        "learned",
+        c.scale_or_choice("learned", "decoder"),
+        "gaussian/laplace scale: a fixed number, 'learned' (one parameter) or "
+        "'decoder' (predicted per pixel)",
+    )
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """The prior p(z)."""
+
+    name: str = _field("normal", c.choice("normal"), "prior family: N(0, scale^2 I)")
+    scale: float = _field(1.0, c.positive_float, "prior standard deviation")
+
+
+@dataclass(frozen=True)
+class GuideSpec:
+    """The amortized variational family q(z|x)."""
+
+    name: str = _field(
+        "diagonal_normal", c.choice("diagonal_normal"), "N(mu(x), diag sigma(x)^2)"
+    )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The generative model, its networks and the guide."""
+
+    kind: str = _field("vae", c.choice("vae"), "model kind")
+    latent_dim: int = _field(2, c.integer(1), "dimension of z")
+    encoder: NetworkSpec = field(default_factory=NetworkSpec)
+    decoder: NetworkSpec = field(default_factory=lambda: NetworkSpec(hidden=(128, 256)))
+    likelihood: LikelihoodSpec = field(default_factory=LikelihoodSpec)
+    prior: PriorSpec = field(default_factory=PriorSpec)
+    guide: GuideSpec = field(default_factory=GuideSpec)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How the model is fitted with SVI."""
+
+    objective: str = _field(
+        "elbo",
+        c.choice("elbo", "analytic_kl", "iwae"),
+        "elbo: Trace_ELBO; analytic_kl: TraceMeanField_ELBO; iwae: k-sample bound",
+    )
+    particles: int = _field(1, c.integer(1), "samples of z per example (k for iwae)")
+    epochs: int = _field(100, c.integer(1), "passes over the training split")
+    batch_size: int = _field(128, c.integer(1), "examples per step")
+    lr: float = _field(1e-3, c.positive_float, "Adam learning rate")
+    beta: float = _field(1.0, c.non_negative_float, "weight of the KL term")
+    kl_warmup_epochs: int = _field(0, c.integer(0), "epochs over which beta rises from 0")
+    seed: int = _field(0, c.integer(0), "seed of initialisation and sampling")
+    early_stopping_patience: int = _field(
+        0, c.integer(0), "stop after this many epochs without a better validation ELBO (0: off)"
+    )
+    device: str = _field("cpu", c.choice("cpu", "cuda", "auto"), "where to train")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A whole model spec: data, model and training."""
+
+    name: str = _field("digits-vae", c.text, "name of the run")
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+
+# --------------------------------------------------------------------- loading
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    """Check ``raw`` (a dict) against dataclass ``cls`` and build it."""
+    if not isinstance(raw, dict):
+        raise SpecError(path, f"expected a table, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            valid = ", ".join(fields)
+            raise SpecError(_join(path, str(key)), f"unknown key{hint} (valid: {valid})")
+    values = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        sub = _join(path, name)
+        if dataclasses.is_dataclass(f.default_factory() if _has_factory(f) else None):
+            values[name] = _build(type(f.default_factory()), raw[name], sub)
+        else:
+            values[name] = f.metadata["check"](raw[name], sub)
+    return cls(**values)
+
+
+def _has_factory(f: dataclasses.Field) -> bool:
+    return f.default_factory is not dataclasses.MISSING
+
+
+def spec_from_dict(raw: dict[str, Any]) -> Spec:
+    """Build and validate a :class:`Spec` from nested dicts (e.g. parsed TOML).
+
+    Fields left out take their defaults; nested tables are merged with the
+    defaults field by field.
+    """
+    spec = _build(Spec, raw, "")
+    _check_consistency(spec)
+    return spec
+
+
+def _check_consistency(spec: Spec) -> None:
+    """Checks that involve more than one field."""
+    t, d, m = spec.train, spec.data, spec.model
+    if t.objective == "iwae" and (t.beta != 1.0 or t.kl_warmup_epochs):
+        raise SpecError(
+            "train.beta" if t.beta != 1.0 else "train.kl_warmup_epochs",
+            "the iwae objective bounds log p(x) only with beta = 1 and no KL warm-up; "
+            "use objective = 'elbo' for a beta-VAE",
+        )
+    if d.name in ("mnist", "arrays") and not d.path:
+        where = "a folder for the IDX files" if d.name == "mnist" else "a .npy/.npz/.csv file"
+        raise SpecError("data.path", f"data.name = '{d.name}' needs {where}, got ''")
+    if d.download and d.name != "mnist":
+        raise SpecError("data.download", f"only MNIST can be downloaded, not '{d.name}'")
+    binary = d.binarize in ("static", "dynamic")
+    if binary and m.likelihood.name not in BINARY_LIKELIHOODS:
+        raise SpecError(
+            "data.binarize",
+            f"binarized data need a Bernoulli likelihood, got model.likelihood.name = "
+            f"'{m.likelihood.name}'; use binarize = 'none' or 'auto'",
+        )
+    if m.likelihood.scale != "learned" and m.likelihood.name not in ("gaussian", "laplace"):
+        raise SpecError(
+            "model.likelihood.scale",
+            f"only gaussian and laplace likelihoods have a scale, "
+            f"not '{m.likelihood.name}'",
+        )
+
+
+def load_spec(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+    """Load a spec from a TOML file (or the defaults when ``path`` is None).
+
+    Parameters
+    ----------
+    path : str or Path or None
+        TOML file; None gives the embedded digits default.
+    overrides : list of str
+        ``key.path=value`` strings applied after loading; values are read as
+        TOML values (``[256,128]``, ``1e-3``, ``true``); a bare word is a string.
+
+    Raises
+    ------
+    SpecError
+        When the file is missing or not TOML, or any field is invalid.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise SpecError("", f"spec file {str(path)!r} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise SpecError("", f"{path} is not valid TOML: {err}") from None
+    return spec_from_dict(apply_overrides(raw, overrides))
+
+
+def _parse_value(text_value: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text_value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text_value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``key.path=value`` overrides applied.
+
+    Unknown keys are not caught here but by :func:`spec_from_dict`, so the
+    message (with its suggestion) is the same as for a key in a file.
+    """
+    import copy
+
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise SpecError(
+                "--set", f"expected key.path=value (e.g. train.epochs=5), got {item!r}"
+            )
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SpecError(".".join(parts[: i + 1]), f"is a value, not a table ({key!r})")
+            node = child
+        node[parts[-1]] = _parse_value(value.strip())
+    return out
+
+
+# --------------------------------------------------------------------- writing
+
+
+def spec_to_dict(spec: Spec) -> dict[str, Any]:
+    """The spec as nested dicts of TOML-friendly values (tuples become lists)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, tuple | list):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(dataclasses.asdict(spec))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def spec_to_toml(spec: Spec) -> str:
+    """Render the resolved spec as TOML that :func:`load_spec` reads back unchanged."""
+    lines: list[str] = []
+
+    def table(d: dict[str, Any], prefix: str) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        if prefix:
+            lines.append(f"\n[{prefix}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+        for k, v in d.items():
+            if isinstance(v, dict):
+                table(v, _join(prefix, k))
+
+    table(spec_to_dict(spec), "")
+    return "\n".join(lines).lstrip() + "\n"
