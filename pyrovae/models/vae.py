@@ -1,0 +1,132 @@
+"""The variational autoencoder as a Pyro model/guide pair.
+
+``model(x)`` is p(z) p(x|z): z ~ N(0, s^2 I) and x ~ p(x | decoder(z)) for
+each example inside ``pyro.plate("data")``; ``guide(x)`` is the amortized
+q(z|x) = N(mu_phi(x), diag sigma_phi(x)^2). When ``x`` is a minibatch of a
+data set with ``n_total`` examples, the plate scales every log-density by
+``n_total / batch`` so that the loss estimates the full-data ELBO. ``beta``
+scales the latent site in both model and guide, which weights the KL term:
+recon - beta * KL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch.nn.functional import softplus
+
+from pyrovae.likelihoods import MIN_SCALE, Likelihood
+from pyrovae.nn import mlp
+from pyrovae.spec import ModelSpec
+
+__all__ = ["VAE"]
+
+
+class VAE(PyroModule):
+    """A VAE declared by a :class:`~pyrovae.spec.ModelSpec`.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Latent size, encoder/decoder networks, likelihood, prior and guide.
+    data_dim : int
+        D, the number of values per example (pixels).
+
+    Notes
+    -----
+    The networks are plain ``torch.nn`` modules, so ``vae.parameters()`` are
+    ordinary tensors that a ``torch.optim`` optimizer updates directly; no
+    global Pyro parameter store is involved, and two VAEs in one process never
+    share weights by name.
+    """
+
+    def __init__(self, spec: ModelSpec, data_dim: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.data_dim = data_dim
+        self.latent_dim = spec.latent_dim
+        self.encoder = mlp(data_dim, 2 * spec.latent_dim, spec.encoder)
+        self.likelihood = Likelihood(spec.likelihood)
+        self.decoder = mlp(
+            spec.latent_dim, self.likelihood.outputs_per_pixel * data_dim, spec.decoder
+        )
+        self.prior_scale = spec.prior.scale
+
+    # ----------------------------------------------------------- networks
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of q(z|x): ``(B, D) -> loc (B, L), scale (B, L)``."""
+        loc, raw = self.encoder(x).chunk(2, dim=-1)
+        return loc, softplus(raw) + MIN_SCALE
+
+    def observation(self, z: torch.Tensor) -> dist.TorchDistribution:
+        """p(x|z) for latents ``(..., L)``: batch shape ``(...)``, event ``(D,)``."""
+        return self.likelihood(self.decoder(z))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z]: ``(..., L) -> (..., D)``."""
+        return self.likelihood.mean(self.decoder(z))
+
+    def prior(self, like: torch.Tensor) -> dist.TorchDistribution:
+        """p(z) = N(0, s^2 I), event shape ``(L,)``, on the device of ``like``."""
+        loc = like.new_zeros(self.latent_dim)
+        return dist.Normal(loc, self.prior_scale).to_event(1)
+
+    # ----------------------------------------------------------- Pyro pair
+
+    @staticmethod
+    def _plate(x: torch.Tensor, n_total: int | None) -> pyro.plate:
+        b = x.shape[0]
+        if n_total is None or n_total == b:
+            return pyro.plate("data", b, dim=-1)
+        return pyro.plate("data", n_total, subsample=torch.arange(b, device=x.device), dim=-1)
+
+    @staticmethod
+    def _beta(beta: float) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext() if beta == 1.0 else poutine.scale(scale=beta)
+
+    def model(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
+        """p(z) p(x|z) with x observed; ``x`` is ``(B, D)``, sites ``z`` and ``x``."""
+        with self._plate(x, n_total):
+            with self._beta(beta):
+                z = pyro.sample("z", self.prior(x))
+            pyro.sample("x", self.observation(z), obs=x)
+
+    def guide(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
+        """q(z|x) = N(mu_phi(x), diag sigma_phi(x)^2), one ``z`` per row of ``x``."""
+        loc, scale = self.encode(x)
+        with self._plate(x, n_total):
+            with self._beta(beta):
+                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # ----------------------------------------------------------- conveniences
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """E[x | z = mu_phi(x)]: ``(B, D) -> (B, D)``."""
+        return self.decode(self.encode(x)[0])
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Means of p(x|z) for ``n`` draws z ~ p(z): ``(n, D)``."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.decode(z * self.prior_scale)
+
+    def linear_gaussian(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``(W (D, L), b (D,), sigma ())`` when p(x|z) = N(W z + b, sigma^2 I), else None.
+
+        That is the case for a decoder with no hidden layers and a Gaussian
+        likelihood with a fixed or learned (not decoder-predicted) scale; then
+        log p(x) and p(z|x) have closed forms (:mod:`pyrovae.linear_gaussian`).
+        """
+        lik = self.likelihood
+        if self.spec.decoder.hidden or lik.name != "gaussian" or lik.scale_mode == "decoder":
+            return None
+        layer = self.decoder[0]
+        return layer.weight, layer.bias, lik.scale()
