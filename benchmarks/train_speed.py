@@ -63,7 +63,7 @@ def torch_epoch(
     start = time.perf_counter()
     perm = torch.randperm(x.shape[0])
     for i in range(0, x.shape[0], BATCH):
-        xb = x[perm[i:i + BATCH]]
+        xb = x[perm[i : i + BATCH]]
         xb = binarize(xb) if tuned else torch.bernoulli(xb)
         loss = model.loss(xb)
         if not torch.isfinite(loss):
@@ -118,8 +118,10 @@ def main() -> None:
     med = {name: statistics.median(t) for name, t in times.items()}
     print(f"images={x.shape[0]} batch={BATCH} threads={torch.get_num_threads()}")
     for name, t in times.items():
-        print(f"{name:14s} epoch: {med[name]:.3f} s  (median of {args.rounds}, "
-              f"min {min(t):.3f}, max {max(t):.3f})")
+        print(
+            f"{name:14s} epoch: {med[name]:.3f} s  (median of {args.rounds}, "
+            f"min {min(t):.3f}, max {max(t):.3f})"
+        )
     overhead = med["pyrovae fit"] / med["PyTorch tuned"]
     print(f"framework overhead (pyrovae / tuned loop): {overhead:.3f}")
     print(f"ratio={med['pyrovae fit'] / med['PyTorch loop']:.3f}")

@@ -28,20 +28,30 @@ class _Parser(argparse.ArgumentParser):
 def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", nargs="?", help="TOML spec file (default: the embedded digits VAE)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/<name>-<time>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec field, e.g. --set train.epochs=5 or "
-                   "--set model.encoder.hidden=[256,128] (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, e.g. --set train.epochs=5 or "
+        "--set model.encoder.hidden=[256,128] (repeatable)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyrovae", description="Declarative VAEs on Pyro.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    train = sub.add_parser("train", help="train the model a spec declares",
-                           description="Train a VAE and write a run directory.")
+    train = sub.add_parser(
+        "train",
+        help="train the model a spec declares",
+        description="Train a VAE and write a run directory.",
+    )
     _add_spec_arguments(train)
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its last checkpoint")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
     return parser
 
 
@@ -67,8 +77,10 @@ def _train(args: argparse.Namespace) -> None:
     out = args.out or _default_out(spec.name)
     outcome = train_model(spec, out, resume=args.resume, progress=not args.quiet)
     m = outcome.metrics
-    print(f"trained {m['epochs']} epochs in {m['seconds']:.1f} s; "
-          f"test ELBO {m['test_elbo_nats']:.3f} nats per example; run in {out}")
+    print(
+        f"trained {m['epochs']} epochs in {m['seconds']:.1f} s; "
+        f"test ELBO {m['test_elbo_nats']:.3f} nats per example; run in {out}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

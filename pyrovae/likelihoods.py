@@ -86,4 +86,3 @@ class Likelihood(nn.Module):
         if self.name == "continuous_bernoulli":
             return dist.ContinuousBernoulli(logits=out).mean
         return self._split(out)[0]
-

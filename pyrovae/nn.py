@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 from pyrovae.spec import NetworkSpec
@@ -36,7 +38,7 @@ def mlp(in_dim: int, out_dim: int, spec: NetworkSpec) -> nn.Sequential:
     """
     sizes = [in_dim, *spec.hidden]
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), ACTIVATIONS[spec.activation]()]
     layers.append(nn.Linear(sizes[-1], out_dim))
     return nn.Sequential(*layers)

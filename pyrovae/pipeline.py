@@ -147,12 +147,17 @@ def training_metrics(vae: VAE, data: Dataset, result: FitResult, spec: Spec) -> 
             if x.shape[0]:
                 elbo = estimate_elbo(vae.model, vae.guide, x.to(device))
                 metrics[f"{name}_elbo_nats"] = elbo.mean().item()
-    metrics.update(epochs=result.epochs, seconds=round(result.seconds, 3),
-                   stopped_early=result.stopped_early, best_epoch=result.state.best_epoch)
+    metrics.update(
+        epochs=result.epochs,
+        seconds=round(result.seconds, 3),
+        stopped_early=result.stopped_early,
+        best_epoch=result.state.best_epoch,
+    )
     params = vae.linear_gaussian()
     if params is not None:
-        exact = linear_gaussian.log_marginal(data.test, *(p.cpu() for p in params),
-                                             prior_scale=spec.model.prior.scale)
+        exact = linear_gaussian.log_marginal(
+            data.test, *(p.cpu() for p in params), prior_scale=spec.model.prior.scale
+        )
         metrics["test_exact_log_likelihood_nats"] = exact.mean().item()
     if data.truth is not None:
         t = data.truth

@@ -116,8 +116,9 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         raise UserError(f"{path} cannot be read as a checkpoint: {err}") from None
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a pyrovae checkpoint of format {CHECKPOINT_FORMAT}")
-    return Checkpoint(spec_from_dict(raw["spec"]), int(raw["data_dim"]),
-                      TrainState.from_checkpoint(raw["state"]))
+    return Checkpoint(
+        spec_from_dict(raw["spec"]), int(raw["data_dim"]), TrainState.from_checkpoint(raw["state"])
+    )
 
 
 def write_history(run_dir: Path, history: tuple[EpochRecord, ...]) -> None:

@@ -72,9 +72,7 @@ class SyntheticSpec:
 class DataSpec:
     """Where the data come from and how they are split and binarized."""
 
-    name: str = _field(
-        "digits", c.choice("digits", "mnist", "synthetic", "arrays"), "data source"
-    )
+    name: str = _field("digits", c.choice("digits", "mnist", "synthetic", "arrays"), "data source")
     path: str = _field("", c.text, "MNIST folder, or .npy/.npz/.csv file for arrays")
     download: bool = _field(False, c.boolean, "download MNIST into path (md5-checked)")
     binarize: str = _field(
@@ -126,9 +124,7 @@ class PriorSpec:
 class GuideSpec:
     """The amortized variational family q(z|x)."""
 
-    name: str = _field(
-        "diagonal_normal", c.choice("diagonal_normal"), "N(mu(x), diag sigma(x)^2)"
-    )
+    name: str = _field("diagonal_normal", c.choice("diagonal_normal"), "N(mu(x), diag sigma(x)^2)")
 
 
 @dataclass(frozen=True)
@@ -245,8 +241,7 @@ def _check_consistency(spec: Spec) -> None:
     if m.likelihood.scale != "learned" and m.likelihood.name not in ("gaussian", "laplace"):
         raise SpecError(
             "model.likelihood.scale",
-            f"only gaussian and laplace likelihoods have a scale, "
-            f"not '{m.likelihood.name}'",
+            f"only gaussian and laplace likelihoods have a scale, not '{m.likelihood.name}'",
         )
 
 
@@ -299,9 +294,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         key = key.strip()
         parts = key.split(".")
         if not sep or not all(parts):
-            raise SpecError(
-                "--set", f"expected key.path=value (e.g. train.epochs=5), got {item!r}"
-            )
+            raise SpecError("--set", f"expected key.path=value (e.g. train.epochs=5), got {item!r}")
         node = out
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})

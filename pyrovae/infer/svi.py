@@ -103,12 +103,21 @@ def beta_at(train: TrainSpec, step: int, steps_per_epoch: int) -> float:
     return train.beta * min(1.0, step / (train.kl_warmup_epochs * steps_per_epoch))
 
 
-def _initial_state(vae: VAE, optimizer: torch.optim.Optimizer, train: TrainSpec,
-                   generator: torch.Generator) -> TrainState:
+def _initial_state(
+    vae: VAE, optimizer: torch.optim.Optimizer, train: TrainSpec, generator: torch.Generator
+) -> TrainState:
     torch.manual_seed(train.seed)
     generator.manual_seed(train.seed)
-    return TrainState(0, vae.state_dict(), optimizer.state_dict(), torch.get_rng_state(),
-                      generator.get_state(), (), 0, None)
+    return TrainState(
+        0,
+        vae.state_dict(),
+        optimizer.state_dict(),
+        torch.get_rng_state(),
+        generator.get_state(),
+        (),
+        0,
+        None,
+    )
 
 
 def _adam(vae: VAE, lr: float) -> torch.optim.Adam:
@@ -176,8 +185,12 @@ def fit(
         torch.set_rng_state(state.rng)
         generator.set_state(state.batch_rng)
     patience = train.early_stopping_patience if x_val.shape[0] else 0
-    bar = tqdm(total=steps * max(train.epochs - state.epoch, 0), disable=not progress,
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=steps * max(train.epochs - state.epoch, 0),
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+    )
     stopped_early = False
     try:
         with pyro.validation_enabled(False):
@@ -190,7 +203,7 @@ def fit(
                 perm = torch.randperm(n, generator=generator, device=device)
                 total = 0.0
                 for step in range(steps):
-                    xb = x_train[perm[step * bs:(step + 1) * bs]]
+                    xb = x_train[perm[step * bs : (step + 1) * bs]]
                     if data.dynamic_binarization:
                         xb = binarize(xb, generator)
                     beta = beta_at(train, (epoch - 1) * steps + step + 1, steps)
@@ -204,14 +217,20 @@ def fit(
                     total += value
                     bar.update(1)
                     if step % 25 == 24:
-                        bar.set_postfix_str(f"objective={-total / (step + 1) / n:.2f}",
-                                            refresh=False)
-                val = estimate_elbo(vae.model, vae.guide, x_val).mean().item() \
-                    if x_val.shape[0] else math.nan
-                record = EpochRecord(epoch, -total / steps / n, val, beta,
-                                     time.perf_counter() - start)
-                bar.set_postfix_str(f"objective={record.train_objective_nats:.2f} "
-                                    f"val_elbo={val:.2f}")
+                        bar.set_postfix_str(
+                            f"objective={-total / (step + 1) / n:.2f}", refresh=False
+                        )
+                val = (
+                    estimate_elbo(vae.model, vae.guide, x_val).mean().item()
+                    if x_val.shape[0]
+                    else math.nan
+                )
+                record = EpochRecord(
+                    epoch, -total / steps / n, val, beta, time.perf_counter() - start
+                )
+                bar.set_postfix_str(
+                    f"objective={record.train_objective_nats:.2f} val_elbo={val:.2f}"
+                )
                 state = _next_state(state, vae, optimizer, generator, record, patience)
                 if on_epoch_end is not None:
                     on_epoch_end(state)
@@ -222,8 +241,14 @@ def fit(
     return FitResult(state.history, state.epoch, seconds, stopped_early, state)
 
 
-def _next_state(state: TrainState, vae: VAE, optimizer: torch.optim.Optimizer,
-                generator: torch.Generator, record: EpochRecord, patience: int) -> TrainState:
+def _next_state(
+    state: TrainState,
+    vae: VAE,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    record: EpochRecord,
+    patience: int,
+) -> TrainState:
     best_epoch, best_model = state.best_epoch, state.best_model
     best_val = state.history[best_epoch - 1].validation_elbo_nats if best_epoch else -math.inf
     if patience and record.validation_elbo_nats > best_val:
