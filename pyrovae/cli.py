@@ -62,6 +62,8 @@ def _resolve_spec(args: argparse.Namespace):
     if args.resume:
         if args.out is None:
             raise UserError("--resume needs --out RUN_DIR, the run to continue")
+        if not (args.out / SPEC).is_file():
+            raise UserError(f"--resume: {args.out} holds no run to continue (no {SPEC})")
         return load_spec(args.spec or args.out / SPEC, args.overrides)
     return load_spec(args.spec, args.overrides)
 

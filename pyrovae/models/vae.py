@@ -88,7 +88,11 @@ class VAE(PyroModule):
 
     @staticmethod
     def _beta(beta: float) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext() if beta == 1.0 else poutine.scale(scale=beta)
+        if beta == 1.0:
+            return contextlib.nullcontext()
+        if beta == 0.0:  # poutine.scale needs scale > 0; a zero weight is a mask
+            return poutine.mask(mask=False)
+        return poutine.scale(scale=beta)
 
     def model(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
         """p(z) p(x|z) with x observed; ``x`` is ``(B, D)``, sites ``z`` and ``x``."""

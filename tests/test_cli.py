@@ -1,0 +1,101 @@
+"""The command line: smoke runs on tiny settings and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pyrovae.cli import main
+from pyrovae.runs import load_checkpoint
+
+TINY = [
+    "--set", "model.encoder.hidden=[16]",
+    "--set", "model.decoder.hidden=[16]",
+    "--set", "data.limit=200",
+    "--set", "train.batch_size=100",
+    "--quiet",
+]  # fmt: skip
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pyrovae.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_train_writes_a_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", "train.epochs=2", *TINY]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt",
+        "history.csv",
+        "metrics.json",
+        "spec.toml",
+    ]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("train_elbo_nats", "test_elbo_nats", "epochs", "seconds"):
+        assert key in metrics
+    assert metrics["epochs"] == 2 and metrics["test_elbo_nats"] < 0
+    assert "hidden = [16]" in (out / "spec.toml").read_text()
+    assert "test ELBO" in capsys.readouterr().out
+
+
+def test_resume_continues_to_more_epochs(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", "train.epochs=1", *TINY]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--set", "train.epochs=3", "--quiet"]) == 0
+    assert load_checkpoint(out).state.epoch == 3
+    assert len((out / "history.csv").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "model.encoder.hidden=[256,-3]"],
+         "model.encoder.hidden[1]: expected a positive integer, got -3"),
+        (["--set", "model.encodr.hidden=[3]"], "did you mean 'encoder'?"),
+        (["--set", "data.name=arrays", "--set", "data.path=missing.npy"],
+         "data: file missing.npy does not exist"),
+        (["missing.toml"], "spec file 'missing.toml' does not exist"),
+        (["--resume"], "holds no run to continue (no spec.toml)"),
+        (["--set", "oops"], "expected key.path=value"),
+    ],
+)  # fmt: skip
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
+    assert main(["train", "--out", str(tmp_path / "r"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_resume_without_out_is_a_user_error(capsys):
+    assert main(["train", "--resume"]) == 2
+    assert "--resume needs --out RUN_DIR" in capsys.readouterr().err
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", "train.epochs=1", *TINY]) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    assert main(["train", "--out", str(out), *TINY]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_console_script_errors_have_no_traceback(tmp_path):
+    done = _run("train", "--out", str(tmp_path / "r"), "--set", "train.lr=-1")
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip() == "pyrovae train: error: train.lr: expected a positive number, got -1"
+    )
+
+
+def test_help_and_argument_errors():
+    assert _run("train", "--help").returncode == 0
+    bad = _run("train", "--no-such-flag")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert _run().returncode == 2
