@@ -56,7 +56,7 @@ def test_resume_gives_identical_results(tmp_path):
 
 def test_resume_refuses_a_changed_spec(tmp_path):
     train_model(tiny_spec(), tmp_path / "run", progress=False)
-    with pytest.raises(UserError, match="model.latent_dim differs"):
+    with pytest.raises(UserError, match=r"model\.latent_dim differs"):
         train_model(tiny_spec("model.latent_dim=3"), tmp_path / "run", resume=True, progress=False)
 
 
@@ -130,5 +130,5 @@ def test_beta_zero_lets_the_kl_grow():
 def test_cuda_requested_without_gpu_is_a_spec_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(SpecError, match="train.device"):
+    with pytest.raises(SpecError, match=r"train\.device"):
         svi.resolve_device("cuda")
