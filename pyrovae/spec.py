@@ -17,8 +17,11 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +162,9 @@ class TrainSpec:
     early_stopping_patience: int = _field(
         0, c.integer(0), "stop after this many epochs without a better validation ELBO (0: off)"
     )
+    max_seconds: float = _field(
+        0.0, c.non_negative_float, "stop after the epoch that ends past this training time (0: off)"
+    )
     device: str = _field("cpu", c.choice("cpu", "cuda", "auto"), "where to train")
 
 
@@ -179,31 +185,39 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _build(cls: type, raw: Any, path: str) -> Any:
-    """Check ``raw`` (a dict) against dataclass ``cls`` and build it."""
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(key: Any) -> str:
+    """A key as it would appear in a path: bare if it can be, else quoted like TOML."""
+    key = str(key)
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
+def _build(default: Any, raw: Any, path: str) -> Any:
+    """Check ``raw`` (a dict) against the dataclass instance ``default``; return a
+    copy of ``default`` with the given fields replaced (so a partly given table
+    keeps the defaults of its own field, e.g. the decoder's hidden sizes)."""
     if not isinstance(raw, dict):
-        raise SpecError(path, f"expected a table, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+        raise SpecError(path, f"expected a table, got {c.show(raw)}")
+    fields = {f.name: f for f in dataclasses.fields(default)}
     for key in raw:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             valid = ", ".join(fields)
-            raise SpecError(_join(path, str(key)), f"unknown key{hint} (valid: {valid})")
+            raise SpecError(_join(path, _key(key)), f"unknown key{hint} (valid: {valid})")
     values = {}
     for name, f in fields.items():
         if name not in raw:
             continue
         sub = _join(path, name)
-        if dataclasses.is_dataclass(f.default_factory() if _has_factory(f) else None):
-            values[name] = _build(type(f.default_factory()), raw[name], sub)
+        current = getattr(default, name)
+        if dataclasses.is_dataclass(current):
+            values[name] = _build(current, raw[name], sub)
         else:
             values[name] = f.metadata["check"](raw[name], sub)
-    return cls(**values)
-
-
-def _has_factory(f: dataclasses.Field) -> bool:
-    return f.default_factory is not dataclasses.MISSING
+    return dataclasses.replace(default, **values)
 
 
 def spec_from_dict(raw: dict[str, Any]) -> Spec:
@@ -212,7 +226,7 @@ def spec_from_dict(raw: dict[str, Any]) -> Spec:
     Fields left out take their defaults; nested tables are merged with the
     defaults field by field.
     """
-    spec = _build(Spec, raw, "")
+    spec = _build(Spec(), raw, "")
     _check_consistency(spec)
     return spec
 
@@ -268,16 +282,24 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | tuple[str, 
             raise SpecError("", f"spec file {str(path)!r} does not exist")
         try:
             raw = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise SpecError("", f"{path} is not valid TOML: {err}") from None
+        except (ValueError, RecursionError) as err:  # TOMLDecodeError, bad bytes, huge ints
+            raise SpecError("", f"{path} is not valid TOML: {_one_line(err)}") from None
     return spec_from_dict(apply_overrides(raw, overrides))
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _parse_value(text_value: str) -> Any:
+    """A TOML value; text that is not TOML is taken as a bare string."""
     try:
         return tomllib.loads(f"v = {text_value}")["v"]
     except tomllib.TOMLDecodeError:
         return text_value
+    except (ValueError, RecursionError) as err:  # valid-looking but absurd values
+        message = f"cannot read the value {c.show(text_value)}: {_one_line(err)}"
+        raise SpecError("--set", message) from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -286,8 +308,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     Unknown keys are not caught here but by :func:`spec_from_dict`, so the
     message (with its suggestion) is the same as for a key in a file.
     """
-    import copy
-
     out = copy.deepcopy(raw)
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -325,7 +345,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(value)
