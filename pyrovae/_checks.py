@@ -9,6 +9,7 @@ its canonical form (e.g. a list becomes a tuple) or raises
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,20 +25,33 @@ __all__ = [
     "positive_float",
     "positive_int_tuple",
     "scale_or_choice",
+    "show",
     "text",
 ]
 
 Check = Callable[[Any, str], Any]
 
 
-def _show(value: Any) -> str:
+_REPR = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+def show(value: Any) -> str:
+    """A value as a user would write it in TOML, short and on one line."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value) if isinstance(value, str) else str(value)
+    try:
+        text = _REPR.repr(value)
+    except (ValueError, RecursionError):  # ints over 4300 digits, absurd nesting
+        return "a value too large to show"
+    if isinstance(value, str):
+        return text
+    return text.replace("True", "true").replace("False", "false")
 
 
 def _fail(path: str, expected: str, value: Any) -> SpecError:
-    return SpecError(path, f"expected {expected}, got {_show(value)}")
+    return SpecError(path, f"expected {expected}, got {show(value)}")
 
 
 def _is_int(value: Any) -> bool:
@@ -45,7 +59,12 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    if not (_is_int(value) or isinstance(value, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def integer(minimum: int = 0) -> Check:
