@@ -40,6 +40,26 @@ def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_particles(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--particles",
+        type=_positive_int,
+        default=1000,
+        metavar="K",
+        help="importance samples per test example for log p(x) (default 1000)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyrovae", description="Declarative VAEs on Pyro.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -52,7 +72,88 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="held-out metrics, figures and report of a trained run",
+        description="Add test log p(x), ELBO parts, active units and figures to a run "
+        "directory (metrics.json, figures/, report.md).",
+    )
+    evaluate.add_argument("run_dir", type=Path, help="a run directory written by train")
+    _add_particles(evaluate)
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    run = sub.add_parser(
+        "run",
+        help="train, evaluate and report in one go",
+        description="The whole main job: train the spec (default: the embedded digits VAE), "
+        "evaluate it and write report.md.",
+    )
+    _add_spec_arguments(run)
+    _add_particles(run)
+    run.add_argument(
+        "--local-points",
+        type=int,
+        default=4,
+        metavar="N",
+        help="test points whose p(z|x) is compared across methods (default 4; 0 skips)",
+    )
+    _add_compare(sub)
     return parser
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from pyrovae.methods import DEFAULT_METHODS, METHODS
+    from pyrovae.models.zoo import MODELS
+
+    compare = sub.add_parser(
+        "compare",
+        help="variational answers against MCMC on small posteriors",
+        description="Compare variational fits and MCMC on one posterior: the local posteriors "
+        "p(z|x) of a trained run's test points, a built-in model, or your own Pyro model.",
+        epilog=f"built-in models: {', '.join(MODELS)}; methods: {', '.join(METHODS)}",
+    )
+    compare.add_argument(
+        "target", help="RUN_DIR, a built-in model name, or path/to/file.py:model_fn (with --data)"
+    )
+    compare.add_argument(
+        "--methods", help=f"comma-separated (default: {','.join(DEFAULT_METHODS)})"
+    )
+    compare.add_argument(
+        "--reference",
+        type=Path,
+        help="posteriordb reference draws (.json or .json.zip) to compare with",
+    )
+    compare.add_argument(
+        "--data",
+        type=Path,
+        help="JSON object of keyword arguments for a model given as file.py:function",
+    )
+    compare.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: RUN_DIR/local_posteriors, or runs/compare-<name>-<time>)",
+    )
+    compare.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=4000,
+        metavar="N",
+        help="draws per method (default 4000)",
+    )
+    compare.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=3,
+        metavar="K",
+        help="variational fits per guide for k-hat (default 3)",
+    )
+    compare.add_argument(
+        "--points",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="test points of a run whose p(z|x) is compared (default 8)",
+    )
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _resolve_spec(args: argparse.Namespace):
@@ -85,10 +186,90 @@ def _train(args: argparse.Namespace) -> None:
     )
 
 
+def _print_evaluation(metrics: dict, run_dir: Path) -> None:
+    print(
+        f"test log p(x) {metrics['test_log_likelihood_nats']:.3f} ± "
+        f"{metrics['test_log_likelihood_se']:.3f} nats per example "
+        f"(k={metrics['test_log_likelihood_particles']}); test ELBO "
+        f"{metrics['test_elbo_nats']:.3f}; {metrics['active_units']} of "
+        f"{metrics['latent_dim']} units active; report: {run_dir / 'report.md'}"
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from pyrovae.pipeline import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, particles=args.particles, progress=not args.quiet)
+    _print_evaluation(metrics, args.run_dir)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from pyrovae.pipeline import run_pipeline
+    from pyrovae.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    out = args.out or _default_out(spec.name)
+    if args.local_points < 0:
+        raise UserError(f"--local-points: expected 0 or more, got {args.local_points}")
+    metrics = run_pipeline(
+        spec, out, particles=args.particles, local_points=args.local_points, progress=not args.quiet
+    )
+    _print_evaluation(metrics, out)
+
+
+def _print_comparison(comparison, out: Path) -> None:
+    for row in comparison.method_rows:
+        khat = row.get("khat")
+        flags = "; ".join(row.get("flagged") or []) or "ok"
+        print(
+            f"{row['method']:>16}: energy {row['energy']:.4f}, k-hat "
+            f"{'-' if khat is None else f'{khat:.2f}'}: {flags}"
+        )
+    print(f"reference: {comparison.reference_name}; tables and figures in {out}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from pyrovae.runs import CHECKPOINT, LOCAL_DIR
+
+    target = Path(args.target)
+    if (target / CHECKPOINT).is_file():
+        if args.methods or args.reference or args.data:
+            raise UserError(
+                "--methods, --reference and --data apply to models; a run "
+                "directory compares amortized, per_point and metropolis with NUTS"
+            )
+        from pyrovae.pipeline import compare_run
+
+        comparison, _ = compare_run(target, points=args.points, progress=not args.quiet)
+        _print_comparison(comparison, target / LOCAL_DIR)
+        return
+    from pyrovae.methods import DEFAULT_METHODS, compare_posterior, load_user_model
+    from pyrovae.models.zoo import get_model
+
+    if ":" in args.target:
+        model = load_user_model(args.target, args.data)
+    elif args.data is not None:
+        raise UserError("--data applies to a model given as path/to/file.py:function")
+    else:
+        model = get_model(args.target)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else DEFAULT_METHODS
+    comparison = compare_posterior(
+        model,
+        methods,
+        reference_file=args.reference,
+        num_samples=args.samples,
+        seeds=args.seeds,
+        progress=not args.quiet,
+    )
+    out = args.out or _default_out(f"compare-{model.name}")
+    comparison.write(out)
+    _print_comparison(comparison, out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    commands = {"train": _train}
+    commands = {"train": _train, "evaluate": _evaluate, "run": _run, "compare": _compare}
     try:
         commands[args.command](args)
     except UserError as err:

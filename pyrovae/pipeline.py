@@ -1,9 +1,13 @@
-"""The training job: spec -> data -> VAE -> fit -> run directory.
+"""The jobs: train, evaluate, and both at once, on a run directory.
 
-:func:`train_model` is what ``pyrovae train`` calls and what a Python user
-calls for the same result. It validates everything it can (device, resume
-compatibility, data) before the first step, writes the resolved spec, and
-checkpoints after every epoch.
+:func:`train_model` (``pyrovae train``): spec -> data -> VAE -> fit -> run
+directory. It validates everything it can (device, resume compatibility,
+data) before the first step, writes the resolved spec, and checkpoints after
+every epoch. :func:`evaluate_run` (``pyrovae evaluate``) adds held-out
+metrics, figures and ``report.md`` to a trained run; :func:`compare_run`
+(``pyrovae compare RUN_DIR``) compares the local posteriors p(z|x) of a few
+test points across methods; :func:`run_pipeline` (``pyrovae run``) does all
+three. A Python user calls the same functions.
 """
 
 from __future__ import annotations
@@ -14,22 +18,43 @@ from typing import Any, NamedTuple
 import torch
 
 from pyrovae import linear_gaussian
+from pyrovae.compare import Comparison
 from pyrovae.data import Dataset, binarize, load_data
 from pyrovae.errors import UserError
+from pyrovae.evaluate import evaluate
+from pyrovae.infer.local import LocalPosteriors, gap_table, local_comparison, local_posteriors
 from pyrovae.infer.objectives import estimate_elbo
 from pyrovae.infer.svi import FitResult, TrainState, fit, resolve_device
 from pyrovae.models.vae import VAE
+from pyrovae.report import FIGURES, local_section, make_figures, render_report
 from pyrovae.runs import (
     CHECKPOINT,
+    FIGURES_DIR,
+    LOCAL_DIR,
     load_checkpoint,
+    read_metrics,
     save_checkpoint,
     update_metrics,
+    write_atomic,
     write_history,
+    write_report,
     write_spec,
 )
 from pyrovae.spec import Spec, spec_to_dict
 
-__all__ = ["RESUMABLE_FIELDS", "TrainOutcome", "build_vae", "train_model", "training_metrics"]
+__all__ = [
+    "RESUMABLE_FIELDS",
+    "TrainOutcome",
+    "TrainedRun",
+    "build_vae",
+    "compare_run",
+    "evaluate_run",
+    "load_trained",
+    "run_pipeline",
+    "train_model",
+    "training_metrics",
+    "write_run_report",
+]
 
 RESUMABLE_FIELDS = ("train.epochs",)
 """Spec fields that may differ between a run and its resumption."""
@@ -150,7 +175,7 @@ def training_metrics(vae: VAE, data: Dataset, result: FitResult, spec: Spec) -> 
     metrics.update(
         epochs=result.epochs,
         seconds=round(result.seconds, 3),
-        stopped_early=result.stopped_early,
+        stop_reason=result.stop_reason,
         best_epoch=result.state.best_epoch,
     )
     params = vae.linear_gaussian()
@@ -164,3 +189,134 @@ def training_metrics(vae: VAE, data: Dataset, result: FitResult, spec: Spec) -> 
         true = linear_gaussian.log_marginal(data.test, t.weight, t.bias, t.noise)
         metrics["test_true_log_likelihood_nats"] = true.mean().item()
     return metrics
+
+
+class TrainedRun(NamedTuple):
+    """A trained run loaded back: spec, model with its final weights, data, state."""
+
+    spec: Spec
+    vae: VAE
+    data: Dataset
+    state: TrainState
+
+
+def load_trained(run_dir: str | Path) -> TrainedRun:
+    """Rebuild the model of a run directory with its final weights, and its data."""
+    run_dir = Path(run_dir)
+    checkpoint = load_checkpoint(run_dir)
+    spec = checkpoint.spec
+    data = load_data(spec.data, spec.model.likelihood.name)
+    vae = build_vae(spec, checkpoint.data_dim)
+    vae.load_state_dict(checkpoint.state.final_model)
+    return TrainedRun(spec, vae.eval(), data, checkpoint.state)
+
+
+def evaluate_run(
+    run_dir: str | Path, *, particles: int = 1000, progress: bool = True
+) -> dict[str, Any]:
+    """Add held-out metrics, ``figures/`` and ``report.md`` to a trained run.
+
+    Returns
+    -------
+    dict
+        All metrics of the run after the update.
+    """
+    if particles < 1:
+        raise UserError(f"--particles: expected a positive integer, got {particles}")
+    run_dir = Path(run_dir)
+    trained = load_trained(run_dir)
+    device = resolve_device(trained.spec.train.device)
+    evaluation = evaluate(
+        trained.vae.to(device),
+        trained.data.test,
+        particles=particles,
+        seed=trained.spec.train.seed,
+        progress=progress,
+    )
+    metrics = update_metrics(run_dir, evaluation.to_metrics())
+    make_figures(
+        trained.vae,
+        trained.data,
+        trained.state.history,
+        evaluation,
+        run_dir / FIGURES_DIR,
+        seed=trained.spec.train.seed,
+    )
+    write_run_report(run_dir, trained.spec)
+    return metrics
+
+
+def compare_run(
+    run_dir: str | Path,
+    *,
+    points: int = 8,
+    num_samples: int = 1000,
+    warmup_steps: int = 500,
+    num_chains: int = 2,
+    progress: bool = True,
+) -> tuple[Comparison, LocalPosteriors]:
+    """Local posteriors p(z|x) of ``points`` test examples by every method, against NUTS.
+
+    Writes ``local_posteriors/`` (``summary.csv``, ``methods.csv``,
+    ``comparison.md``, ``gaps.md``, figures), adds the mean gaps to
+    ``metrics.json`` and rewrites ``report.md``.
+    """
+    if points < 1:
+        raise UserError(f"--points: expected a positive integer, got {points}")
+    run_dir = Path(run_dir)
+    trained = load_trained(run_dir)
+    seed = trained.spec.train.seed
+    local = local_posteriors(
+        trained.vae,
+        trained.data.test[:points],
+        num_samples=num_samples,
+        warmup_steps=warmup_steps,
+        num_chains=num_chains,
+        seed=seed,
+        progress=progress,
+    )
+    comparison = local_comparison(local, seed=seed)
+    comparison.write(run_dir / LOCAL_DIR)
+    write_atomic(run_dir / LOCAL_DIR / "gaps.md", (gap_table(local) + "\n").encode())
+    update_metrics(
+        run_dir,
+        {
+            "local_points": int(local.x.shape[0]),
+            "local_log_likelihood_nats": float(local.log_px.mean()),
+            "local_approximation_gap_nats": float(local.approximation_gap.mean()),
+            "local_amortization_gap_nats": float(local.amortization_gap.mean()),
+        },
+    )
+    write_run_report(run_dir, trained.spec)
+    return comparison, local
+
+
+def write_run_report(run_dir: Path, spec: Spec) -> Path:
+    """(Re)write ``report.md`` from what the run directory holds now."""
+    folder = run_dir / FIGURES_DIR
+    figures = {n: folder / f"{n}.png" for n in FIGURES if (folder / f"{n}.png").is_file()}
+    sections = []
+    local = run_dir / LOCAL_DIR
+    if (local / "comparison.md").is_file() and (local / "gaps.md").is_file():
+        sections.append(("Local posteriors p(z|x)", local_section(local, run_dir)))
+    text = render_report(spec, read_metrics(run_dir), figures, run_dir, sections)
+    return write_report(run_dir, text)
+
+
+def run_pipeline(
+    spec: Spec,
+    run_dir: str | Path,
+    *,
+    particles: int = 1000,
+    local_points: int = 4,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, evaluate, compare local posteriors and report: the whole main job
+    (``pyrovae run``). ``local_points = 0`` skips the comparison."""
+    train_model(spec, run_dir, progress=progress)
+    evaluate_run(run_dir, particles=particles, progress=progress)
+    if local_points:
+        compare_run(
+            run_dir, points=local_points, num_samples=500, warmup_steps=300, progress=progress
+        )
+    return read_metrics(run_dir)

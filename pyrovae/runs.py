@@ -6,6 +6,9 @@ A run directory holds::
     checkpoint.pt   weights, optimizer and random states, history (torch.save)
     history.csv     one row per epoch
     metrics.json    flat metrics, per example, nats unless the name says otherwise
+    figures/*.png   what the model learned (pyrovae evaluate / run)
+    report.md       spec, metrics and figures in one page
+    local_posteriors/   p(z|x) of a few test points by every method (pyrovae compare / run)
 
 Every file is written atomically (a temporary file in the same folder, then
 ``os.replace``), so an interrupted write never leaves a half file behind and
@@ -32,8 +35,11 @@ from pyrovae.spec import Spec, load_spec, spec_from_dict, spec_to_dict, spec_to_
 
 __all__ = [
     "CHECKPOINT",
+    "FIGURES_DIR",
     "HISTORY",
+    "LOCAL_DIR",
     "METRICS",
+    "REPORT",
     "SPEC",
     "Checkpoint",
     "load_checkpoint",
@@ -43,10 +49,12 @@ __all__ = [
     "update_metrics",
     "write_atomic",
     "write_history",
+    "write_report",
     "write_spec",
 ]
 
 SPEC, CHECKPOINT, HISTORY, METRICS = "spec.toml", "checkpoint.pt", "history.csv", "metrics.json"
+REPORT, FIGURES_DIR, LOCAL_DIR = "report.md", "figures", "local_posteriors"
 CHECKPOINT_FORMAT = 1
 
 
@@ -148,3 +156,9 @@ def update_metrics(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     merged = {**read_metrics(run_dir), **{k: _json_safe(v) for k, v in metrics.items()}}
     write_atomic(run_dir / METRICS, (json.dumps(merged, indent=2) + "\n").encode())
     return merged
+
+
+def write_report(run_dir: Path, text: str) -> Path:
+    """Write ``report.md``."""
+    write_atomic(run_dir / REPORT, text.encode())
+    return run_dir / REPORT

@@ -153,7 +153,7 @@ class TrainSpec:
         "elbo: Trace_ELBO; analytic_kl: TraceMeanField_ELBO; iwae: k-sample bound",
     )
     particles: int = _field(1, c.integer(1), "samples of z per example (k for iwae)")
-    epochs: int = _field(100, c.integer(1), "passes over the training split")
+    epochs: int = _field(300, c.integer(1), "passes over the training split")
     batch_size: int = _field(128, c.integer(1), "examples per step")
     lr: float = _field(1e-3, c.positive_float, "Adam learning rate")
     beta: float = _field(1.0, c.non_negative_float, "weight of the KL term")

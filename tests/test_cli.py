@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +101,58 @@ def test_help_and_argument_errors():
     bad = _run("train", "--no-such-flag")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert _run().returncode == 2
+
+
+def test_run_writes_a_report_whose_figures_exist(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--out",
+        str(out),
+        "--set",
+        "train.epochs=2",
+        "--particles",
+        "20",
+        "--local-points",
+        "2",
+        *TINY,
+    ]
+    assert main(args) == 0
+    report = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert {Path(link).stem for link in links} == {
+        "training_curves",
+        "reconstructions",
+        "samples",
+        "latent_space",
+        "manifold",
+        "interpolation",
+        "kl_per_dimension",
+        "marginals",
+        "pairs",
+    }
+    assert "## Local posteriors p(z|x)" in report and "amortization gap" in report
+    for link in links:
+        assert (out / link).is_file() and (out / link).stat().st_size > 1000
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_log_likelihood_particles"] == 20
+    assert metrics["test_elbo_nats"] < metrics["test_log_likelihood_nats"] < 0
+    assert metrics["local_points"] == 2 and metrics["local_amortization_gap_nats"] > -0.1
+    assert "| `test_log_likelihood_nats` |" in report and "```toml" in report
+
+
+def test_evaluate_adds_metrics_to_a_trained_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", "train.epochs=1", *TINY]) == 0
+    assert "test_log_likelihood_nats" not in json.loads((out / "metrics.json").read_text())
+    assert main(["evaluate", str(out), "--particles", "10", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["test_log_likelihood_particles"] == 10
+    assert "report:" in capsys.readouterr().out
+
+
+def test_evaluate_errors(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    bad = _run("evaluate", str(tmp_path), "--particles", "0")
+    assert bad.returncode == 2 and "expected a positive integer, got '0'" in bad.stderr

@@ -221,7 +221,7 @@ def test_round_trip_likelihood_scale(tmp_path: Path, name: str, scale: Any):
 def test_spec_to_dict_is_plain():
     raw = spec_to_dict(Spec())
     assert raw["model"]["encoder"]["hidden"] == [256, 128]
-    assert raw["train"]["epochs"] == 100
+    assert raw["train"]["epochs"] == 300
     assert set(raw) == {"name", "data", "model", "train"}
 
 

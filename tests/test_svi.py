@@ -97,11 +97,20 @@ def test_early_stopping_stops_after_patience_and_restores_best(monkeypatch):
     data = load_data(spec.data, "bernoulli")
     vae = build_vae(spec, data.dim)
     result = fit(vae, data, spec.train, progress=False)
-    assert result.stopped_early and result.epochs == 4
+    assert result.stop_reason == "early_stopping" and result.epochs == 4
     assert result.state.best_epoch == 2
     for key, value in vae.state_dict().items():
         assert torch.equal(value, result.state.best_model[key])
     assert not torch.equal(result.state.model["encoder.0.weight"], vae.encoder[0].weight)
+
+
+def test_time_limit_stops_after_the_epoch_that_passes_it():
+    spec = tiny_spec("train.epochs=50", "train.max_seconds=1e-9")
+    data = load_data(spec.data, "bernoulli")
+    result = fit(build_vae(spec, data.dim), data, spec.train, progress=False)
+    assert result.stop_reason == "time_limit" and result.epochs == 1
+    full = fit(build_vae(spec, data.dim), data, tiny_spec("train.epochs=2").train, progress=False)
+    assert full.stop_reason == "epochs" and full.epochs == 2
 
 
 def test_kl_warm_up_schedule():

@@ -81,7 +81,8 @@ class FitResult(NamedTuple):
     history: tuple[EpochRecord, ...]
     epochs: int
     seconds: float
-    stopped_early: bool
+    stop_reason: str
+    """``"epochs"`` (all done), ``"early_stopping"`` or ``"time_limit"``."""
     state: TrainState
 
 
@@ -191,12 +192,13 @@ def fit(
         unit="step",
         dynamic_ncols=True,
     )
-    stopped_early = False
+    stop_reason = "epochs"
     try:
         with pyro.validation_enabled(False):
             for epoch in range(state.epoch + 1, train.epochs + 1):
-                if patience and epoch - 1 - state.best_epoch >= patience:
-                    stopped_early = True
+                reason = _stop_reason(state, train, patience)
+                if reason:
+                    stop_reason = reason
                     break
                 bar.set_description(f"epoch {epoch}/{train.epochs}")
                 start = time.perf_counter()
@@ -238,7 +240,16 @@ def fit(
         bar.close()
     vae.load_state_dict(state.final_model)
     seconds = sum(r.seconds for r in state.history)
-    return FitResult(state.history, state.epoch, seconds, stopped_early, state)
+    return FitResult(state.history, state.epoch, seconds, stop_reason, state)
+
+
+def _stop_reason(state: TrainState, train: TrainSpec, patience: int) -> str | None:
+    """Why training should stop before the next epoch, if it should."""
+    if patience and state.epoch - state.best_epoch >= patience:
+        return "early_stopping"
+    if train.max_seconds and sum(r.seconds for r in state.history) >= train.max_seconds:
+        return "time_limit"
+    return None
 
 
 def _next_state(

@@ -1,0 +1,358 @@
+"""Tests of pyrovae.compare: metrics by hand, noise floor, flags, k-hat, files and figures."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from pyrovae.compare import (
+    KHAT_THRESHOLD,
+    METHOD_COLORS,
+    SD_RATIO_LOW,
+    Comparison,
+    MethodResult,
+    compare,
+    energy_distance,
+    mean_error_sd,
+    method_colors,
+    mmd,
+    noise_floor,
+    plot_marginals,
+    plot_pairs,
+    psis_khat,
+    sd_ratio,
+    wasserstein1_sd,
+)
+
+NAMES = ("mu", "theta[1]", "theta[2]")
+CORRELATED = np.full((3, 3), 0.8) + 0.2 * np.eye(3)
+MEAN = np.array([1.0, -2.0, 0.5])
+
+# Tiny hand-computed case: x = {0, 1}, y = {2, 4}; y has mean 3 and sd sqrt(2) (ddof=1).
+X_TINY = np.array([[0.0], [1.0]])
+Y_TINY = np.array([[2.0], [4.0]])
+
+
+def gaussian(n: int, seed: int, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
+    """``(n, 3)`` draws of N(MEAN + shift, scale^2 * CORRELATED)."""
+    rng = np.random.default_rng(seed)
+    return rng.multivariate_normal(MEAN + shift, scale**2 * CORRELATED, size=n)
+
+
+def brute_energy(x: np.ndarray, y: np.ndarray) -> float:
+    """Energy distance U-statistic by explicit loops (columns already standardised)."""
+    n, m = len(x), len(y)
+    cross = sum(np.linalg.norm(a - b) for a in x for b in y) / (n * m)
+    within_x = sum(np.linalg.norm(x[i] - x[j]) for i in range(n) for j in range(n) if i != j)
+    within_y = sum(np.linalg.norm(y[i] - y[j]) for i in range(m) for j in range(m) if i != j)
+    return 2 * cross - within_x / (n * (n - 1)) - within_y / (m * (m - 1))
+
+
+def brute_mmd(x: np.ndarray, y: np.ndarray, h: float) -> float:
+    """Unbiased MMD^2 with a Gaussian kernel of width ``h`` by explicit loops."""
+
+    def k(a: np.ndarray, b: np.ndarray) -> float:
+        return math.exp(-np.sum((a - b) ** 2) / (2 * h**2))
+
+    n, m = len(x), len(y)
+    kxx = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    kyy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    kxy = sum(k(a, b) for a in x for b in y) / (n * m)
+    return kxx + kyy - 2 * kxy
+
+
+# --- per-parameter metrics by hand ------------------------------------------------------------
+
+
+def test_per_parameter_metrics_by_hand() -> None:
+    # means 0.5 vs 3, sds 1/sqrt(2) vs sqrt(2); sorted pairs (0, 2) and (1, 4): W1 = 2.5.
+    assert mean_error_sd(X_TINY, Y_TINY) == pytest.approx([-2.5 / math.sqrt(2)])
+    assert sd_ratio(X_TINY, Y_TINY) == pytest.approx([0.5])
+    assert wasserstein1_sd(X_TINY, Y_TINY) == pytest.approx([2.5 / math.sqrt(2)])
+
+
+def test_per_parameter_metrics_are_per_column() -> None:
+    draws = np.array([[0.0, 10.0], [1.0, 10.0], [2.0, 13.0]])
+    reference = np.array([[0.0, 10.0], [2.0, 12.0], [4.0, 14.0]])
+    # column 0: mean 1 vs 2, sd 1 vs 2; column 1: mean 11 vs 12, sd sqrt(3) vs 2.
+    assert mean_error_sd(draws, reference) == pytest.approx([-0.5, -0.5])
+    assert sd_ratio(draws, reference) == pytest.approx([0.5, math.sqrt(3) / 2])
+    # W1 of equal-size samples: mean |sorted difference|: (0+1+2)/3 and (0+2+1)/3.
+    assert wasserstein1_sd(draws, reference) == pytest.approx([0.5, 0.5])
+
+
+# --- energy distance and MMD ------------------------------------------------------------------
+
+
+def test_energy_distance_by_hand() -> None:
+    # |x - y|: 2, 4, 1, 3 (mean 2.5); |x - x'| = 1; |y - y'| = 2 -> 2 * 2.5 - 1 - 2 = 2,
+    # divided by y's sd sqrt(2).
+    assert energy_distance(X_TINY, Y_TINY) == pytest.approx(math.sqrt(2))
+
+
+def test_energy_distance_matches_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(4, 2)), rng.normal(1.0, 2.0, size=(5, 2))
+    scale = y.std(axis=0, ddof=1)
+    assert energy_distance(x, y) == pytest.approx(brute_energy(x / scale, y / scale))
+
+
+def test_mmd_by_hand() -> None:
+    # Standardised by sqrt(2): x = {0, 1/sqrt2}, y = {sqrt2, 2 sqrt2}; squared distances:
+    # xx 1/2, yy 2, xy 2, 8, 1/2, 9/2. With h = 1, k = exp(-d^2 / 2).
+    expected = (
+        math.exp(-0.25)
+        + math.exp(-1.0)
+        - 2 * (math.exp(-1.0) + math.exp(-4.0) + math.exp(-0.25) + math.exp(-2.25)) / 4
+    )
+    assert mmd(X_TINY, Y_TINY, bandwidth=1.0) == pytest.approx(expected)
+
+
+def test_mmd_median_heuristic_by_hand() -> None:
+    # Pooled distances: 1/sqrt2 (twice), sqrt2 (twice), 3/sqrt2, 2 sqrt2 -> median sqrt2.
+    assert mmd(X_TINY, Y_TINY) == pytest.approx(mmd(X_TINY, Y_TINY, bandwidth=math.sqrt(2)))
+
+
+def test_mmd_matches_brute_force() -> None:
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(5, 2)), rng.normal(0.5, 3.0, size=(4, 2))
+    scale = y.std(axis=0, ddof=1)
+    assert mmd(x, y, bandwidth=0.8) == pytest.approx(brute_mmd(x / scale, y / scale, 0.8))
+
+
+@pytest.mark.parametrize("metric", [energy_distance, mmd])
+def test_joint_metric_near_zero_for_same_distribution(metric) -> None:
+    value = metric(gaussian(1500, seed=1), gaussian(1500, seed=2))
+    assert abs(value) < 0.01
+
+
+@pytest.mark.parametrize("metric", [energy_distance, mmd])
+def test_joint_metric_grows_with_the_shift(metric) -> None:
+    reference = gaussian(1000, seed=1)
+    values = [metric(gaussian(1000, seed=2, shift=s), reference) for s in (0.0, 0.5, 1.0, 2.0)]
+    assert values[1] > 0.02
+    assert values == sorted(values)
+    assert values[1] > 10 * abs(values[0])
+
+
+@pytest.mark.parametrize("metric", [energy_distance, mmd])
+def test_joint_metric_is_scale_free(metric) -> None:
+    x, y = gaussian(300, seed=1, shift=0.5), gaussian(300, seed=2)
+    assert metric(100 * x, 100 * y) == pytest.approx(metric(x, y), rel=1e-9)
+
+
+@pytest.mark.parametrize("metric", [energy_distance, mmd])
+def test_joint_metric_subsample_is_seeded(metric) -> None:
+    x, y = gaussian(500, seed=1, shift=0.3), gaussian(400, seed=2)
+    first = metric(x, y, max_points=100, seed=7)
+    assert metric(x, y, max_points=100, seed=7) == first
+    assert metric(x, y, max_points=100, seed=8) != first
+
+
+# --- noise floor and compare ------------------------------------------------------------------
+
+
+def test_noise_floor_near_zero_for_large_gaussian() -> None:
+    floor = noise_floor(gaussian(3000, seed=5))
+    assert set(floor) == {
+        "energy",
+        "mmd",
+        "max_abs_mean_error_sd",
+        "max_abs_log_sd_ratio",
+        "max_w1_sd",
+    }
+    assert abs(floor["energy"]) < 0.01
+    assert abs(floor["mmd"]) < 0.01
+    for key in ("max_abs_mean_error_sd", "max_abs_log_sd_ratio", "max_w1_sd"):
+        assert 0 < floor[key] < 0.1
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return gaussian(1000, seed=10)
+
+
+def _compare(reference: np.ndarray, *methods: MethodResult) -> Comparison:
+    return compare(reference, NAMES, methods, reference_name="analytic", log_evidence=-10.0)
+
+
+def test_exact_method_is_within_the_noise_floor_and_not_flagged(reference) -> None:
+    comparison = _compare(reference, MethodResult("nuts", gaussian(1000, seed=11)))
+    row, floor = comparison.method_rows[0], comparison.noise_floor
+    assert row["flagged"] == []
+    assert abs(row["energy"]) <= 3 * floor["energy"]
+    assert abs(row["mmd"]) <= 3 * floor["mmd"]
+    assert row["max_abs_mean_error_sd"] <= 3 * floor["max_abs_mean_error_sd"]
+    assert abs(math.log(row["min_sd_ratio"])) <= 3 * floor["max_abs_log_sd_ratio"]
+    assert row["max_w1_sd"] <= 3 * floor["max_w1_sd"]
+
+
+def test_shifted_method_is_flagged_naming_the_parameter(reference) -> None:
+    draws = gaussian(1000, seed=12)
+    draws[:, 1] += 1.0  # one reference sd on theta[1] only
+    comparison = _compare(reference, MethodResult("auto_normal", draws))
+    flags = comparison.method_rows[0]["flagged"]
+    assert len(flags) == 1
+    assert "mean error" in flags[0]
+    assert "theta[1]" in flags[0]
+    assert "mu" not in flags[0]
+
+
+def test_underdispersed_method_is_flagged_with_its_sd_ratio(reference) -> None:
+    draws = gaussian(1000, seed=13, scale=0.5)
+    comparison = _compare(reference, MethodResult("auto_normal", draws))
+    (flag,) = comparison.method_rows[0]["flagged"]
+    assert flag.startswith("underdispersed: sd ratio 0.5")
+    assert f"< {SD_RATIO_LOW}" in flag
+    assert all(name in flag for name in NAMES)
+    assert comparison.method_rows[0]["min_sd_ratio"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_value_within_the_noise_floor_is_not_flagged() -> None:
+    tiny = gaussian(8, seed=14)  # two halves of 4 draws: a very noisy floor
+    floor = noise_floor(tiny)["max_abs_log_sd_ratio"]
+    assert floor > -math.log(SD_RATIO_LOW)
+    ratio = math.exp(-0.9 * floor)  # below SD_RATIO_LOW, yet within the floor
+    narrow = tiny.mean(axis=0) + ratio * (tiny - tiny.mean(axis=0))
+    comparison = _compare(tiny, MethodResult("auto_normal", narrow))
+    assert comparison.method_rows[0]["min_sd_ratio"] == pytest.approx(ratio)
+    assert comparison.method_rows[0]["flagged"] == []
+
+
+def test_khat_flag_and_defaults(reference) -> None:
+    bad = MethodResult("auto_normal", gaussian(500, seed=15), khats=(0.3, 1.3, 0.5))
+    good = MethodResult("auto_mvn", gaussian(500, seed=16), khat=0.2)
+    comparison = _compare(reference, bad, good)
+    bad_row, good_row = comparison.method_rows
+    assert bad.khat == 1.3
+    assert bad_row["khat_ok"] is False
+    assert f"k-hat 1.3 > {KHAT_THRESHOLD} (worst of 3 seeds)" in bad_row["flagged"]
+    assert good_row["khat_ok"] is True
+    assert good_row["flagged"] == []
+
+
+def test_method_row_bookkeeping(reference) -> None:
+    nuts = MethodResult("nuts", gaussian(500, seed=17), seconds=4.0, ess=[400.0, 300.0, 500.0])
+    vi = MethodResult("amortized", gaussian(500, seed=18), elbo=-12.0, log_evidence_estimate=-9.5)
+    nuts_row, vi_row = _compare(reference, nuts, vi).method_rows
+    assert nuts_row["ess_per_second"] == pytest.approx(75.0)
+    assert nuts_row["khat"] is None and nuts_row["khat_ok"] is None
+    assert vi_row["ess_per_second"] is None
+    assert vi_row["log_evidence_error"] == pytest.approx(0.5)
+
+
+def test_compare_rejects_mismatched_shapes(reference) -> None:
+    with pytest.raises(ValueError, match="parameters"):
+        _compare(reference, MethodResult("nuts", np.zeros((10, 2))))
+    with pytest.raises(ValueError, match="parameter names"):
+        compare(reference, ["a", "b"], [], reference_name="analytic")
+    with pytest.raises(ValueError, match="non-finite"):
+        MethodResult("nuts", np.full((10, 3), np.nan))
+
+
+# --- PSIS k-hat -------------------------------------------------------------------------------
+
+
+def _log_ratios(q_scale: float, n: int = 4000, seed: int = 0) -> np.ndarray:
+    """log p(theta) - log q(theta) for theta ~ q = N(0, q_scale^2), p = N(0, 1)."""
+    theta = np.random.default_rng(seed).normal(0.0, q_scale, size=n)
+    return stats.norm.logpdf(theta) - stats.norm.logpdf(theta, scale=q_scale)
+
+
+def test_psis_khat_small_when_q_is_close_to_p() -> None:
+    assert psis_khat(_log_ratios(1.1)) < 0.5
+
+
+def test_psis_khat_large_when_q_is_much_narrower() -> None:
+    assert psis_khat(_log_ratios(0.2)) > KHAT_THRESHOLD
+
+
+def test_psis_khat_ignores_a_constant_offset() -> None:
+    ratios = _log_ratios(0.5)
+    assert psis_khat(ratios + 123.0) == pytest.approx(psis_khat(ratios), abs=1e-6)
+
+
+# --- files, markdown and figures --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def comparison(reference) -> Comparison:
+    methods = [
+        MethodResult("nuts", gaussian(600, seed=20), seconds=3.0, ess=[500.0, 450.0, 550.0]),
+        MethodResult("auto_normal", gaussian(600, seed=21, scale=0.6), seconds=1.0, khat=0.9),
+        MethodResult("my_flow", gaussian(600, seed=22), seconds=2.0, khats=(0.2, 0.4)),
+    ]
+    return _compare(reference, *methods)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_write_files_and_columns(comparison, tmp_path) -> None:
+    paths = comparison.write(tmp_path / "out")
+    for key in ("summary", "methods", "markdown", "marginals", "pairs"):
+        assert paths[key].is_file() and paths[key].stat().st_size > 0
+    assert paths["marginals"] == tmp_path / "out" / "figures" / "marginals.png"
+    for key in ("marginals", "pairs"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    summary = _read_csv(paths["summary"])
+    assert {"method", "parameter", "mean_error_sd", "sd_ratio", "w1_sd"} <= set(summary[0])
+    assert len(summary) == 3 * len(NAMES)
+    pairs = [(row["method"], row["parameter"]) for row in summary]
+    assert pairs == list(itertools.product(["nuts", "auto_normal", "my_flow"], NAMES))
+
+    methods = {row["method"]: row for row in _read_csv(paths["methods"])}
+    assert list(methods) == ["nuts", "auto_normal", "my_flow"]
+    columns = {"method", "energy", "mmd", "khat", "seconds", "ess_per_second"}
+    assert columns <= set(methods["nuts"])
+    assert methods["nuts"]["khat"] == ""
+    assert methods["auto_normal"]["ess_per_second"] == ""
+    assert float(methods["nuts"]["ess_per_second"]) == pytest.approx(150.0)
+    assert float(methods["my_flow"]["khat"]) == pytest.approx(0.4)
+    assert "underdispersed" in methods["auto_normal"]["flagged"]
+    assert methods["nuts"]["flagged"] == ""
+
+
+def test_to_markdown_has_tables_methods_and_flags(comparison) -> None:
+    text = comparison.to_markdown()
+    assert "| method |" in text
+    assert "| parameter | method |" in text
+    for name in ("nuts", "auto_normal", "my_flow", "analytic", "noise floor", *NAMES):
+        assert name in text
+    assert "k-hat 0.9 > 0.7" in text
+    assert text.index("| nuts") < text.index("| auto_normal") < text.index("| my_flow")
+
+
+def test_method_colors_fixed_deterministic_and_distinct() -> None:
+    names = ["nuts", "auto_normal", "flow_a", "flow_b", "flow_c"]
+    colors = method_colors(names)
+    assert colors["nuts"] == "#1f77b4" and "nuts" in METHOD_COLORS
+    assert method_colors(list(reversed(names)))["nuts"] == colors["nuts"]
+    assert method_colors(names) == colors
+    assert len(set(colors.values())) == len(names)
+    assert "#7f7f7f" not in colors.values()  # tab:gray is the reference's
+
+
+def test_plots_with_many_parameters(tmp_path) -> None:
+    rng = np.random.default_rng(30)
+    reference = rng.normal(size=(300, 14))
+    constant = np.ones((300, 14))  # a degenerate method must not break the density estimates
+    names = [f"beta[{i + 1}]" for i in range(14)]
+    result = compare(
+        reference,
+        names,
+        [MethodResult("nuts", rng.normal(size=(300, 14))), MethodResult("broken", constant)],
+        reference_name="posteriordb",
+    )
+    marginals = plot_marginals(result, tmp_path / "a" / "marginals.png")
+    pairs = plot_pairs(result, tmp_path / "pairs.png", max_parameters=2)
+    assert marginals.stat().st_size > 0 and pairs.stat().st_size > 0
