@@ -7,9 +7,11 @@ p(z|x) of 64 test images with NUTS (1 chain, 500 warm-up, 1000 draws):
 - **per point**: one run per image, for the first ``--separate`` images (8 by
   default; running all 64 one by one takes many minutes and changes nothing).
 
-The figure is the effective sample size per second *per point* (the smaller
-ESS of the point's two latent coordinates divided by the wall time of the run
-that produced it), averaged over the same images on both sides.
+The figure is the effective sample size per second *per point*: the smaller
+ESS of a point's two latent coordinates divided by the wall time spent on that
+point, which is the whole run for a per-point run and the run's time divided
+by the number of points for the one-plate run (one run serves them all).
+Averaged over the same images on both sides.
 
 Usage (from the project root)::
 
@@ -54,7 +56,7 @@ def main() -> None:
     x = outcome.data.test[: args.points]
 
     joint = run_mcmc(vae.model, {"x": x}, kernel="nuts", **SETTINGS)
-    joint_rate = per_point_ess(joint) / joint.seconds
+    joint_rate = per_point_ess(joint) / (joint.seconds / x.shape[0])
     separate_rates, separate_seconds = [], []
     for n in range(args.separate):
         one = run_mcmc(vae.model, {"x": x[n : n + 1]}, kernel="nuts", **SETTINGS)

@@ -240,7 +240,14 @@ def _compare(args: argparse.Namespace) -> None:
             )
         from pyrovae.pipeline import compare_run
 
-        comparison, _ = compare_run(target, points=args.points, progress=not args.quiet)
+        per_chain = max(1, args.samples // 2)  # two NUTS chains
+        comparison, _ = compare_run(
+            target,
+            points=args.points,
+            num_samples=per_chain,
+            warmup_steps=max(200, per_chain // 2),
+            progress=not args.quiet,
+        )
         _print_comparison(comparison, target / LOCAL_DIR)
         return
     from pyrovae.methods import DEFAULT_METHODS, compare_posterior, load_user_model

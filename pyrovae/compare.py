@@ -2,48 +2,61 @@
 
 Other modules produce posterior draws (MCMC, mean-field and full-rank variational
 fits, an amortized encoder); this module only measures them against a reference
-sample (analytic, posteriordb or a long NUTS run) and renders the result. Every
+sample (analytic, posteriordb or a long NUTS run) and reports the result. Every
 input is a plain numpy array of flattened draws, shape ``(S, P)``, whose columns
 are named by Stan-style parameter names (``"mu"``, ``"theta[1]"``, ...).
 
-Metrics, all scale-free (in units of the reference's sample sd, ``ddof=1``):
+:func:`compare` takes the reference and one :class:`MethodResult` per method and
+returns a :class:`Comparison`: per parameter, the mean error, sd ratio and
+1-Wasserstein distance in reference sds; per method, the joint energy distance and
+MMD^2, the PSIS k-hat of variational fits, timings and effective sample sizes, and
+the problems flagged (k-hat above :data:`KHAT_THRESHOLD`, sd ratio outside
+[:data:`SD_RATIO_LOW`, :data:`SD_RATIO_HIGH`], mean error beyond
+:data:`MEAN_ERROR_FLAG` reference sds; a value within the reference's noise floor
+is never flagged). :meth:`Comparison.write` saves it as CSV, markdown and figures.
 
-- per parameter: the mean error ``(mean_m - mean_ref) / sd_ref``, the sd ratio
-  ``sd_m / sd_ref`` and the 1-Wasserstein distance of the marginals over
-  ``sd_ref``;
-- per method, on all parameters jointly (columns standardised by the reference
-  sd): the energy distance and the squared maximum mean discrepancy (MMD^2, Gaussian
-  kernel), both unbiased U-statistics, so they are about 0 (and may be slightly
-  negative) when the draws come from the reference distribution;
-- for variational fits, the Pareto k-hat of PSIS (Vehtari et al., 2024).
-
-Sampling noise is measured by the *noise floor*: every metric between two random
-halves of the reference. A metric within the noise floor is never flagged.
-
-Figures are built with :class:`matplotlib.figure.Figure` directly (never
-``pyplot``), and each method keeps one colour in every figure
-(:func:`method_colors`); the reference is always grey.
+The metrics themselves live in :mod:`pyrovae.distances` and the figures in
+:mod:`pyrovae.compare_plots`; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.axes import Axes
-from matplotlib.colors import to_hex
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
-from scipy.spatial.distance import cdist, pdist
-from scipy.stats import gaussian_kde, wasserstein_distance
+
+from pyrovae.compare_plots import (
+    DPI,
+    MAX_MARGINAL_PANELS,
+    METHOD_COLORS,
+    REFERENCE_COLOR,
+    method_colors,
+    plot_marginals,
+    plot_pairs,
+)
+from pyrovae.distances import (
+    JOINT_MAX_POINTS,
+    KHAT_THRESHOLD,
+    NOISE_FLOOR_SPLITS,
+    _abs_log,
+    _as_draws,
+    _Distances,
+    _energy,
+    _mmd,
+    _sd,
+    energy_distance,
+    mean_error_sd,
+    mmd,
+    noise_floor,
+    psis_khat,
+    sd_ratio,
+    wasserstein1_sd,
+)
 
 __all__ = [
     "DPI",
@@ -73,11 +86,6 @@ __all__ = [
 
 # --- thresholds -------------------------------------------------------------------------------
 
-KHAT_THRESHOLD = 0.7
-"""Pareto k-hat above which importance sampling is unreliable and the approximation is
-poor (Vehtari et al., 2024, "Pareto smoothed importance sampling", JMLR 25(72): beyond it
-the PSIS estimate's error converges too slowly for any practical sample size)."""
-
 SD_RATIO_LOW = 0.7
 """A fit whose sd ratio is below this on any parameter is flagged as underdispersed: its
 central 90% interval (+-1.645 sd) then covers only ~75% of the reference's mass."""
@@ -93,71 +101,7 @@ above the Monte Carlo error of a few hundred effective draws (~0.05 sd)."""
 MAX_NAMED_PARAMETERS = 3
 """A flag names at most this many parameters (the worst first), then counts the rest."""
 
-NOISE_FLOOR_SPLITS = 5
-"""Random half-splits of the reference behind :func:`noise_floor`; the maximum over five
-splits lands, in the median, at the 87th percentile (0.5 ** (1/5)) of the metric's
-sampling distribution, so an exact method rarely exceeds a small multiple of it."""
-
-JOINT_MAX_POINTS = 2000
-"""Draws per sample (a seeded subsample) in the energy distance and MMD^2 of
-:func:`compare`: their cost grows as the square, and at 2000 draws their sampling
-noise (~0.002 for a few parameters) is far below any difference worth reporting."""
-
-MIN_SD = 1e-12
-"""A reference column with a smaller sd is treated as having sd 1 (no rescaling),
-so a constant parameter does not divide by zero."""
-
-# --- figures ----------------------------------------------------------------------------------
-
-DPI = 100
-"""Dots per inch of every saved PNG."""
-
-MAX_MARGINAL_PANELS = 12
-"""Parameters drawn by :func:`plot_marginals` (the first ones); more panels get too small."""
-
-MARGINAL_COLUMNS = 4
-"""Panels per row in :func:`plot_marginals`."""
-
-KDE_POINTS = 2000
-"""Draws (a seeded subsample) per density estimate in the figures; enough for a smooth line."""
-
-SCATTER_POINTS = 400
-"""Draws (a seeded subsample) per method in each scatter panel; more hide each other."""
-
-MAX_HIST_BINS = 40
-"""Most bins of the reference histogram; fewer for small references (Rice rule,
-``2 R^(1/3)``, at least 10) so a few hundred draws do not give a ragged outline."""
-
-GRID_POINTS = 200
-"""Grid points on which each marginal density line is evaluated."""
-
-LEGEND_ENTRY_INCHES = 1.9
-"""Width given to each legend entry: the legend, below the panels, gets
-``figure width / LEGEND_ENTRY_INCHES`` entries per row."""
-
-CONTOUR_MASSES = (0.9, 0.5)
-"""Probability mass inside the density contours of :func:`plot_pairs` (outer, inner)."""
-
-CONTOUR_POINTS = 800
-"""Draws (a seeded subsample) per 2-D density estimate; fewer make wobbly contours."""
-
-CONTOUR_GRID = 50
-"""Grid points per axis on which each 2-D density is evaluated for the contours."""
-
-REFERENCE_COLOR = "0.6"
-"""The reference is always drawn in grey (filled)."""
-
-METHOD_COLORS: dict[str, str] = {
-    "nuts": "tab:blue",
-    "metropolis": "tab:purple",
-    "auto_normal": "tab:orange",
-    "auto_mvn": "tab:green",
-    "auto_lowrank_mvn": "tab:olive",
-    "auto_iaf": "tab:pink",
-    "amortized": "tab:red",
-}
-"""Fixed colour of each known method, the same in every figure; other names get a
-deterministic colour from ``tab10`` (see :func:`method_colors`)."""
+# --- columns ----------------------------------------------------------------------------------
 
 SUMMARY_COLUMNS = ("method", "parameter", "mean", "sd", "mean_error_sd", "sd_ratio", "w1_sd", "ess")
 """Columns of ``summary.csv`` (keys of :attr:`Comparison.summary`)."""
@@ -183,9 +127,6 @@ METHOD_COLUMNS = (
     "flagged",
 )
 """Columns of ``methods.csv`` (keys of :attr:`Comparison.method_rows`)."""
-
-FLOOR_KEYS = ("energy", "mmd", "max_abs_mean_error_sd", "max_abs_log_sd_ratio", "max_w1_sd")
-"""Keys of :func:`noise_floor`'s result."""
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -238,301 +179,6 @@ class MethodResult:
                     f"ess of {self.method!r} has shape {ess.shape}, expected ({draws.shape[1]},)"
                 )
             object.__setattr__(self, "ess", ess)
-
-
-def _as_draws(values: Any, what: str) -> np.ndarray:
-    """``values`` as a finite ``(S, P)`` float array with ``S >= 2``; 1-D input is one column."""
-    array = np.asarray(values, dtype=float)
-    if array.ndim == 1:
-        array = array[:, None]
-    if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1:
-        raise ValueError(f"{what} must have shape (S, P) with S >= 2, got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{what} contain {int(np.sum(~np.isfinite(array)))} non-finite values")
-    return array
-
-
-def _sd(draws: np.ndarray) -> np.ndarray:
-    """``(P,)`` sample sd (``ddof=1``) of ``(S, P)`` draws."""
-    return draws.std(axis=0, ddof=1)
-
-
-def _scale(reference: np.ndarray) -> np.ndarray:
-    """``(P,)`` reference sd, with 1 in place of (near) zero so it can divide."""
-    sd = _sd(reference)
-    return np.where(sd > MIN_SD, sd, 1.0)
-
-
-# --- per-parameter metrics --------------------------------------------------------------------
-
-
-def mean_error_sd(draws: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Error of each posterior mean in reference sds.
-
-    Parameters
-    ----------
-    draws : (S, P) array
-    reference : (R, P) array
-
-    Returns
-    -------
-    (P,) array
-        ``(mean(draws) - mean(reference)) / sd(reference)``.
-    """
-    draws, reference = _pair(draws, reference)
-    return (draws.mean(axis=0) - reference.mean(axis=0)) / _scale(reference)
-
-
-def sd_ratio(draws: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Posterior sd of each parameter relative to the reference (1 = exact, < 1 too narrow).
-
-    Parameters
-    ----------
-    draws : (S, P) array
-    reference : (R, P) array
-
-    Returns
-    -------
-    (P,) array
-        ``sd(draws) / sd(reference)``, sample sds with ``ddof=1``.
-    """
-    draws, reference = _pair(draws, reference)
-    return _sd(draws) / _scale(reference)
-
-
-def wasserstein1_sd(draws: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """1-Wasserstein distance between each pair of marginals, in reference sds.
-
-    Parameters
-    ----------
-    draws : (S, P) array
-    reference : (R, P) array
-
-    Returns
-    -------
-    (P,) array
-        :func:`scipy.stats.wasserstein_distance` of column ``p`` over ``sd(reference)[p]``.
-    """
-    draws, reference = _pair(draws, reference)
-    w1 = [wasserstein_distance(draws[:, p], reference[:, p]) for p in range(draws.shape[1])]
-    return np.asarray(w1) / _scale(reference)
-
-
-def _abs_log(ratio: float) -> float:
-    """``|log ratio|``, infinite for a ratio of 0 (a constant column)."""
-    return abs(math.log(ratio)) if ratio > 0 else math.inf
-
-
-def _pair(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Both samples as ``(n, P)`` arrays with the same ``P``."""
-    x, y = _as_draws(x, "draws"), _as_draws(y, "reference")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"draws have {x.shape[1]} parameters, the reference {y.shape[1]}")
-    return x, y
-
-
-# --- joint metrics ----------------------------------------------------------------------------
-
-
-def _standardised_subsamples(
-    x: Any, y: Any, max_points: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Both samples divided by ``y``'s column sd, each subsampled to ``max_points`` rows."""
-    x, y = _pair(x, y)
-    scale = _scale(y)
-    rng = np.random.default_rng(seed)
-    return _subsample(x, max_points, rng) / scale, _subsample(y, max_points, rng) / scale
-
-
-def _subsample(draws: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
-    """At most ``max_points`` rows of ``draws``, drawn without replacement."""
-    if max_points < 2:
-        raise ValueError(f"max_points must be at least 2, got {max_points}")
-    if draws.shape[0] <= max_points:
-        return draws
-    return draws[np.sort(rng.choice(draws.shape[0], size=max_points, replace=False))]
-
-
-def energy_distance(x: Any, y: Any, *, max_points: int = JOINT_MAX_POINTS, seed: int = 0) -> float:
-    """Multivariate energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (Székely & Rizzo, 2013).
-
-    Columns are divided by ``y``'s sample sd first, so the value is scale-free and
-    comparable across models. The within-sample means exclude the ``i = j`` terms
-    (U-statistic), so two samples of one distribution give about 0, possibly slightly
-    negative; it is reported as is.
-
-    Parameters
-    ----------
-    x : (n, P) array
-        Draws of the method.
-    y : (m, P) array
-        Reference draws (sets the scale).
-    max_points : int
-        Each sample is subsampled (seeded, without replacement) to at most this many
-        rows; the cost is O(max_points^2 P).
-    seed : int
-        Seed of the subsampling.
-
-    Returns
-    -------
-    float
-        Energy distance, in reference sds (0 = same distribution).
-    """
-    return _energy(_Distances.of(x, y, max_points, seed))
-
-
-def mmd(
-    x: Any,
-    y: Any,
-    *,
-    max_points: int = JOINT_MAX_POINTS,
-    seed: int = 0,
-    bandwidth: float | None = None,
-) -> float:
-    """Unbiased squared maximum mean discrepancy with a Gaussian kernel (Gretton et al., 2012).
-
-    ``k(a, b) = exp(-|a - b|^2 / (2 h^2))`` on columns divided by ``y``'s sample sd;
-    ``MMD^2 = mean_{i != j} k(x_i, x_j) + mean_{i != j} k(y_i, y_j) - 2 mean k(x_i, y_j)``.
-
-    Parameters
-    ----------
-    x : (n, P) array
-        Draws of the method.
-    y : (m, P) array
-        Reference draws (sets the scale).
-    max_points : int
-        Each sample is subsampled (seeded, without replacement) to at most this many rows.
-    seed : int
-        Seed of the subsampling.
-    bandwidth : float or None
-        Kernel width ``h`` in standardised units; ``None`` takes the median heuristic,
-        the median distance between distinct points of the pooled (subsampled) sample.
-
-    Returns
-    -------
-    float
-        MMD^2, dimensionless, between 0 (same distribution; may be slightly
-        negative) and 2.
-    """
-    return _mmd(_Distances.of(x, y, max_points, seed), bandwidth)
-
-
-@dataclass(frozen=True)
-class _Distances:
-    """Euclidean distances within and between two standardised, subsampled samples.
-
-    ``xx`` and ``yy`` are condensed (:func:`scipy.spatial.distance.pdist`, pairs
-    ``i < j``), ``xy`` is ``(n, m)``.
-    """
-
-    xx: np.ndarray
-    yy: np.ndarray
-    xy: np.ndarray
-
-    @classmethod
-    def of(cls, x: Any, y: Any, max_points: int, seed: int) -> _Distances:
-        xs, ys = _standardised_subsamples(x, y, max_points, seed)
-        return cls(pdist(xs), pdist(ys), cdist(xs, ys))
-
-
-def _energy(d: _Distances) -> float:
-    """Energy distance U-statistic from the distances (``i = j`` pairs excluded)."""
-    return float(2.0 * d.xy.mean() - d.xx.mean() - d.yy.mean())
-
-
-def _mmd(d: _Distances, bandwidth: float | None) -> float:
-    """Unbiased MMD^2 from the distances; median-heuristic width when ``bandwidth`` is None."""
-    h = _median_bandwidth(d) if bandwidth is None else float(bandwidth)
-    if not h > 0:
-        raise ValueError(f"bandwidth must be positive, got {h}")
-
-    def kernel(distance: np.ndarray) -> np.ndarray:
-        return np.exp(-(distance**2) / (2.0 * h**2))
-
-    return float(kernel(d.xx).mean() + kernel(d.yy).mean() - 2.0 * kernel(d.xy).mean())
-
-
-def _median_bandwidth(d: _Distances) -> float:
-    """Median distance between distinct pooled points; 1 when that median is 0."""
-    h = float(np.median(np.concatenate([d.xx, d.yy, d.xy.ravel()])))
-    return h if h > 0 else 1.0
-
-
-def _all_metrics(draws: np.ndarray, reference: np.ndarray, seed: int) -> dict[str, float]:
-    """Every metric of :data:`FLOOR_KEYS` between ``draws`` and ``reference``."""
-    distances = _Distances.of(draws, reference, JOINT_MAX_POINTS, seed)
-    return {
-        "energy": _energy(distances),
-        "mmd": _mmd(distances, None),
-        "max_abs_mean_error_sd": float(np.max(np.abs(mean_error_sd(draws, reference)))),
-        "max_abs_log_sd_ratio": max(_abs_log(r) for r in sd_ratio(draws, reference)),
-        "max_w1_sd": float(np.max(wasserstein1_sd(draws, reference))),
-    }
-
-
-def noise_floor(reference: Any, *, seed: int = 0) -> dict[str, float]:
-    """Every metric between two random halves of the reference: what sampling noise alone gives.
-
-    The rows are shuffled with a seeded generator and split into two halves of
-    ``R // 2`` rows, :data:`NOISE_FLOOR_SPLITS` times; each metric's floor is its
-    largest value over the splits (one split alone is a single noisy draw, and the
-    energy distance and MMD^2 of one split can land arbitrarily close to 0). With a
-    method of ``S`` draws compared with all ``R`` reference draws, the noise is
-    somewhat smaller than between the halves when ``S >= R / 2``, so the floor is a
-    slightly conservative yardstick.
-
-    Parameters
-    ----------
-    reference : (R, P) array
-        ``R >= 4``.
-    seed : int
-        Seed of the shuffle and of the subsampling in the joint metrics.
-
-    Returns
-    -------
-    dict
-        ``energy``, ``mmd``, ``max_abs_mean_error_sd``, ``max_abs_log_sd_ratio`` and
-        ``max_w1_sd`` (maxima over parameters).
-    """
-    reference = _as_draws(reference, "reference")
-    if reference.shape[0] < 4:
-        raise ValueError(f"the reference needs at least 4 draws, got {reference.shape[0]}")
-    rng = np.random.default_rng(seed)
-    half = reference.shape[0] // 2
-    splits = []
-    for split in range(NOISE_FLOOR_SPLITS):
-        rows = rng.permutation(reference.shape[0])
-        a, b = reference[rows[:half]], reference[rows[half : 2 * half]]
-        splits.append(_all_metrics(a, b, seed + split))
-    return {key: max(values[key] for values in splits) for key in FLOOR_KEYS}
-
-
-def psis_khat(log_ratios: Any) -> float:
-    """Pareto k-hat of importance log-ratios, from :func:`arviz.psislw`.
-
-    Uses ``arviz.psislw(log_ratios, reff=1.0)``, which fits a generalised Pareto
-    distribution to the largest ratios (Pareto smoothed importance sampling, Vehtari
-    et al., 2024) and returns ``(smoothed log weights, k-hat)``; ``reff=1`` because the
-    draws of a variational approximation are independent.
-
-    Parameters
-    ----------
-    log_ratios : (S,) array
-        ``log p(theta_s, y) - log q(theta_s)`` for draws ``theta_s ~ q``; any constant
-        offset (an unknown normaliser) does not matter.
-
-    Returns
-    -------
-    float
-        k-hat: below 0.5 good, up to :data:`KHAT_THRESHOLD` usable, above unreliable.
-    """
-    import arviz as az  # imported here: slow to import, and only this function needs it
-
-    values = np.asarray(log_ratios, dtype=float).reshape(-1)
-    if values.size < 2 or not np.all(np.isfinite(values)):
-        raise ValueError(f"log_ratios must hold at least 2 finite values, got {values.size}")
-    _, khat = az.psislw(values, reff=1.0)
-    return float(khat)
 
 
 # --- comparison -------------------------------------------------------------------------------
@@ -938,295 +584,3 @@ def _summary_table_rows(comparison: Comparison) -> list[list[str]]:
             keys = ("mean", "sd", "mean_error_sd", "sd_ratio", "w1_sd")
             rows.append([name, result.method, *(_fmt(row[k]) for k in keys)])
     return rows
-
-
-# --- figures ----------------------------------------------------------------------------------
-
-
-def method_colors(methods: Sequence[str]) -> dict[str, str]:
-    """Colour of each method: :data:`METHOD_COLORS` where listed, else a ``tab10`` colour.
-
-    An unlisted name starts at a ``tab10`` colour chosen by a CRC-32 of the name (stable
-    across runs and machines) among those :data:`METHOD_COLORS` does not use, and
-    steps on to the next colour not yet taken in this figure. Grey is never used (it
-    is the reference's).
-
-    Parameters
-    ----------
-    methods : sequence of str
-        Method names, in legend order.
-
-    Returns
-    -------
-    dict
-        Name -> hex colour.
-    """
-    palette = [to_hex(c) for c in colormaps["tab10"].colors]
-    gray = to_hex("tab:gray")
-    known = {name: to_hex(color) for name, color in METHOD_COLORS.items()}
-    spare = [c for c in palette if c != gray and c not in known.values()]
-    spare += [c for c in palette if c != gray and c in known.values()]
-    colors = {name: known[name] for name in methods if name in known}
-    for name in methods:
-        if name in colors:
-            continue
-        start = zlib.crc32(name.encode("utf-8")) % len(spare)
-        order = spare[start:] + spare[:start]
-        taken = set(colors.values())
-        colors[name] = next((c for c in order if c not in taken), order[0])
-    return colors
-
-
-def _method_names(comparison: Comparison) -> list[str]:
-    return [m.method for m in comparison.methods]
-
-
-def _figure(width: float, height: float) -> Figure:
-    """A figure of ``width`` x ``height`` inches, laid out with constrained layout."""
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _save(fig: Figure, path: Path | str) -> Path:
-    """Save ``fig`` to ``path`` (parents created) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
-
-
-def _limits(columns: Sequence[np.ndarray]) -> tuple[float, float]:
-    """Axis range covering the central 99% of every sample, padded by 5%."""
-    lo = min(float(np.quantile(c, 0.005)) for c in columns)
-    hi = max(float(np.quantile(c, 0.995)) for c in columns)
-    if not hi > lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    pad = 0.05 * (hi - lo)
-    return lo - pad, hi + pad
-
-
-def _density(values: np.ndarray, grid: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """Gaussian KDE of (a subsample of) ``values`` on ``grid``; None when they are constant."""
-    values = _subsample(values[:, None], KDE_POINTS, rng)[:, 0]
-    if np.ptp(values) <= MIN_SD:
-        return None
-    return gaussian_kde(values)(grid)
-
-
-def _draw_marginal(
-    ax: Axes,
-    comparison: Comparison,
-    p: int,
-    colors: dict[str, str],
-    rng: np.random.Generator,
-    limits: tuple[float, float] | None = None,
-) -> None:
-    """Reference (filled grey histogram) and each method (KDE line) of parameter ``p``.
-
-    The x range is ``limits``, or the central 99% of every sample when None.
-    """
-    columns = [comparison.reference[:, p]] + [m.draws[:, p] for m in comparison.methods]
-    lo, hi = _limits(columns) if limits is None else limits
-    grid = np.linspace(lo, hi, GRID_POINTS)
-    ax.hist(
-        columns[0],
-        bins=int(np.clip(2 * len(columns[0]) ** (1 / 3), 10, MAX_HIST_BINS)),
-        range=(lo, hi),
-        density=True,
-        histtype="stepfilled",
-        color=REFERENCE_COLOR,
-        alpha=0.6,
-    )
-    for result, column in zip(comparison.methods, columns[1:], strict=True):
-        color = colors[result.method]
-        density = _density(column, grid, rng)
-        if density is None:
-            ax.axvline(float(column[0]), color=color, lw=1.6)
-        else:
-            ax.plot(grid, density, color=color, lw=1.6)
-    ax.set_xlim(lo, hi)
-
-
-def _legend_handles(comparison: Comparison, colors: dict[str, str]) -> list[Any]:
-    """Reference patch, then one line per method."""
-    handles: list[Any] = [
-        Patch(color=REFERENCE_COLOR, alpha=0.6, label=f"reference ({comparison.reference_name})")
-    ]
-    handles += [Line2D([], [], color=colors[n], lw=2, label=n) for n in _method_names(comparison)]
-    return handles
-
-
-def _finish(fig: Figure, comparison: Comparison, colors: dict[str, str], title: str) -> None:
-    """Title above the panels and the legend (drawn once) below them."""
-    fig.suptitle(title, fontsize=12)
-    handles = _legend_handles(comparison, colors)
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncols=max(1, min(len(handles), int(fig.get_figwidth() / LEGEND_ENTRY_INCHES))),
-        fontsize=9,
-        frameon=False,
-    )
-
-
-def _first_of(title: str, shown: int, total: int) -> str:
-    """``title``, with ``" (first 12 of 30 parameters)"`` when not every parameter is shown."""
-    return title if shown >= total else f"{title} (first {shown} of {total} parameters)"
-
-
-def plot_marginals(comparison: Comparison, path: Path | str) -> Path:
-    """One panel per parameter (the first :data:`MAX_MARGINAL_PANELS`): reference and methods.
-
-    The reference is a filled grey histogram, each method a KDE line in its colour
-    (:func:`method_colors`); the legend is drawn once, below the panels.
-
-    Parameters
-    ----------
-    comparison : Comparison
-    path : path
-        PNG to write; parent folders are created.
-
-    Returns
-    -------
-    Path
-    """
-    n_params = len(comparison.parameters)
-    shown = min(n_params, MAX_MARGINAL_PANELS)
-    ncols = min(MARGINAL_COLUMNS, shown)
-    nrows = math.ceil(shown / ncols)
-    fig = _figure(max(3.0 * ncols, 6.0), 2.3 * nrows + 1.1)
-    colors = method_colors(_method_names(comparison))
-    rng = np.random.default_rng(0)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        if index >= shown:
-            ax.set_axis_off()
-            continue
-        _draw_marginal(ax, comparison, index, colors, rng)
-        ax.set_title(comparison.parameters[index], fontsize=10)
-        ax.set_yticks([])
-        ax.tick_params(labelsize=8)
-    _finish(fig, comparison, colors, _first_of("Posterior marginals", shown, n_params))
-    return _save(fig, path)
-
-
-def plot_pairs(comparison: Comparison, path: Path | str, max_parameters: int = 4) -> Path:
-    """Pair plot of the first ``max_parameters`` parameters.
-
-    Below the diagonal: scatter of a seeded subsample (:data:`SCATTER_POINTS`) of the
-    reference draws in grey and of each method's draws in its colour. On the diagonal:
-    the marginals as in :func:`plot_marginals`. Above the diagonal, the same pairs
-    transposed as density contours, easier to read where the clouds overlap: the
-    reference's 50% and 90% highest-density regions filled grey, each method's as
-    lines (solid 50%, dashed 90%).
-
-    Parameters
-    ----------
-    comparison : Comparison
-    path : path
-        PNG to write; parent folders are created.
-    max_parameters : int
-        At most this many parameters (the first ones).
-
-    Returns
-    -------
-    Path
-    """
-    n_params = len(comparison.parameters)
-    k = max(1, min(max_parameters, n_params))
-    size = max(2.4 * k, 6.0)
-    fig = _figure(size, size + 0.8)
-    colors = method_colors(_method_names(comparison))
-    rng = np.random.default_rng(0)
-    axes = fig.subplots(k, k, squeeze=False)
-    samples = [(REFERENCE_COLOR, comparison.reference)]
-    samples += [(colors[m.method], m.draws) for m in comparison.methods]
-    dense = [(c, _subsample(d[:, :k], CONTOUR_POINTS, rng)) for c, d in samples]
-    sparse = [(c, _subsample(d, SCATTER_POINTS, rng)) for c, d in dense]
-    limits = [_limits([d[:, p] for _, d in dense]) for p in range(k)]
-    for i in range(k):
-        for j in range(k):
-            ax = axes[i, j]
-            if i == j:
-                _draw_marginal(ax, comparison, i, colors, rng, limits[i])
-                ax.set_yticks([])
-            else:
-                if j < i:
-                    _draw_scatter(ax, sparse, j, i)
-                else:
-                    _draw_contours(ax, dense, j, i)
-                ax.set_xlim(limits[j])
-                ax.set_ylim(limits[i])
-            _label_pair_axes(ax, comparison.parameters, i, j, k)
-    title = _first_of("Pairs", k, n_params)
-    _finish(fig, comparison, colors, f"{title}\n{_PAIRS_KEY}")
-    return _save(fig, path)
-
-
-_PAIRS_KEY = "below the diagonal: draws; above: 50% (solid), 90% (dashed) contours"
-
-
-def _draw_scatter(ax: Axes, samples: list[tuple[str, np.ndarray]], x: int, y: int) -> None:
-    """Column ``x`` against column ``y`` of each sample, the reference (first) underneath."""
-    for index, (color, draws) in enumerate(samples):
-        size, alpha = (6, 0.5) if index == 0 else (4, 0.45)
-        ax.scatter(draws[:, x], draws[:, y], s=size, color=color, alpha=alpha, lw=0)
-
-
-def _draw_contours(ax: Axes, samples: list[tuple[str, np.ndarray]], x: int, y: int) -> None:
-    """50% and 90% highest-density contours of each sample's ``(x, y)`` KDE."""
-    for index, (color, draws) in enumerate(samples):
-        points = draws[:, [x, y]]
-        contour = _kde_contour(points)
-        if contour is None:
-            continue
-        gx, gy, density, levels = contour
-        if index == 0:
-            fills = ("0.88", "0.7")
-            ax.contourf(gx, gy, density, levels=[*levels, np.inf], colors=fills)
-        else:
-            ax.contour(
-                gx, gy, density, levels=levels, colors=color, linestyles=("--", "-"), linewidths=1.4
-            )
-
-
-def _kde_contour(
-    points: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]] | None:
-    """2-D KDE of ``(n, 2)`` points on a grid, with its highest-density levels.
-
-    Returns ``(x grid (G,), y grid (G,), density (G, G), levels)``, the levels (increasing)
-    enclosing the masses :data:`CONTOUR_MASSES` of the gridded density; None when the
-    points are degenerate (constant or on a line).
-    """
-    try:
-        kde = gaussian_kde(points.T)
-    except np.linalg.LinAlgError:
-        return None
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    pad = 0.25 * (hi - lo)
-    gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], CONTOUR_GRID)
-    gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], CONTOUR_GRID)
-    mesh_x, mesh_y = np.meshgrid(gx, gy)
-    density = kde(np.vstack([mesh_x.ravel(), mesh_y.ravel()])).reshape(mesh_x.shape)
-    levels = _mass_levels(density)
-    return (gx, gy, density, levels) if levels[0] < levels[1] else None
-
-
-def _mass_levels(density: np.ndarray) -> list[float]:
-    """Density values whose superlevel sets hold :data:`CONTOUR_MASSES` of a gridded density."""
-    values = np.sort(density.ravel())[::-1]
-    mass = np.cumsum(values) / values.sum()
-    return [float(values[min(np.searchsorted(mass, m), values.size - 1)]) for m in CONTOUR_MASSES]
-
-
-def _label_pair_axes(ax: Axes, names: Sequence[str], i: int, j: int, k: int) -> None:
-    """Parameter names on the outer edges only; inner tick labels hidden."""
-    ax.tick_params(labelsize=8)
-    if i == k - 1:
-        ax.set_xlabel(names[j], fontsize=10)
-    else:
-        ax.tick_params(labelbottom=False)
-    if j == 0 and i > 0:
-        ax.set_ylabel(names[i], fontsize=10)
-    elif j > 0:
-        ax.tick_params(labelleft=False)

@@ -156,3 +156,62 @@ def test_evaluate_errors(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
     bad = _run("evaluate", str(tmp_path), "--particles", "0")
     assert bad.returncode == 2 and "expected a positive integer, got '0'" in bad.stderr
+
+
+def _csv(path: Path) -> list[dict]:
+    import csv
+
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_builtin_model_writes_the_promised_tables(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = [
+        "compare",
+        "normal_normal",
+        "--methods",
+        "metropolis,auto_normal",
+        "--samples",
+        "1000",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(args) == 0
+    summary, methods = _csv(out / "summary.csv"), _csv(out / "methods.csv")
+    assert {"method", "parameter", "mean_error_sd", "sd_ratio", "w1_sd"} <= set(summary[0])
+    assert {"method", "energy", "mmd", "khat", "seconds", "ess_per_second"} <= set(methods[0])
+    rows = {r["method"]: r for r in methods}
+    assert rows["metropolis"]["khat"] == "" and rows["metropolis"]["ess_per_second"] != ""
+    assert rows["auto_normal"]["khat"] != "" and rows["auto_normal"]["ess_per_second"] == ""
+    assert {r["parameter"] for r in summary} == {"mu"}
+    assert (out / "figures" / "marginals.png").stat().st_size > 1000
+    assert "reference: analytic" in capsys.readouterr().out
+
+
+def test_compare_a_trained_run(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--set", "train.epochs=2", *TINY]) == 0
+    args = ["compare", str(out), "--points", "2", "--samples", "200", "--quiet"]
+    assert main(args) == 0
+    methods = {r["method"] for r in _csv(out / "local_posteriors" / "methods.csv")}
+    assert methods == {"amortized", "per_point", "metropolis"}
+    assert "## Local posteriors p(z|x)" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eight_schools"], "did you mean"),
+        (["normal_normal", "--methods", "gibbs"], "unknown method 'gibbs'"),
+        (["nothing.py:model"], "model file 'nothing.py' does not exist"),
+        (["normal_normal", "--data", "d.json"], "--data applies to a model given as"),
+    ],
+)
+def test_compare_errors_exit_2_with_one_line(capsys, args, message):
+    assert main(["compare", *args, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

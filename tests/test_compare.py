@@ -11,20 +11,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pyrovae.compare import (
+from pyrovae.compare import SD_RATIO_LOW, Comparison, MethodResult, compare
+from pyrovae.compare_plots import METHOD_COLORS, method_colors, plot_marginals, plot_pairs
+from pyrovae.distances import (
     KHAT_THRESHOLD,
-    METHOD_COLORS,
-    SD_RATIO_LOW,
-    Comparison,
-    MethodResult,
-    compare,
     energy_distance,
     mean_error_sd,
-    method_colors,
     mmd,
     noise_floor,
-    plot_marginals,
-    plot_pairs,
     psis_khat,
     sd_ratio,
     wasserstein1_sd,

@@ -37,6 +37,7 @@ def _history(epochs: int, warmup: bool = True, validation: bool = True) -> list[
             e,
             -100.0 + 50.0 / e,
             -105.0 + 50.0 / e if validation else math.nan,
+            -104.0 + 50.0 / e if validation else math.nan,
             min(1.0, e / 5) if warmup else 1.0,
             0.1,
         )
@@ -65,7 +66,10 @@ def test_training_curves(tmp_path, epochs, warmup, validation):
 
 
 def test_training_curves_large_values(tmp_path):
-    history = [EpochRecord(1, -1e12, -1e12, 0.0, 1.0), EpochRecord(2, -3.0, math.nan, 1.0, 1.0)]
+    history = [
+        EpochRecord(1, -1e12, -1e12, -1e12, 0.0, 1.0),
+        EpochRecord(2, -3.0, math.nan, math.nan, 1.0, 1.0),
+    ]
     _check_png(plots.plot_training_curves(history, tmp_path / "c.png"), "training_curves")
 
 

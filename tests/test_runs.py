@@ -21,7 +21,7 @@ from pyrovae.spec import Spec
 
 
 def _state() -> TrainState:
-    record = EpochRecord(1, -30.5, float("nan"), 1.0, 0.25)
+    record = EpochRecord(1, -30.5, float("nan"), float("nan"), 1.0, 0.25)
     return TrainState(
         epoch=1,
         model={"w": torch.arange(3.0)},
@@ -82,8 +82,10 @@ def test_bad_checkpoints_give_user_errors(tmp_path, content, message):
 def test_history_csv(tmp_path):
     write_history(tmp_path, _state().history)
     lines = (tmp_path / "history.csv").read_text().splitlines()
-    assert lines[0] == "epoch,train_objective_nats,validation_elbo_nats,beta,seconds"
-    assert lines[1] == "1,-30.5,nan,1,0.25"
+    assert lines[0] == (
+        "epoch,train_objective_nats,validation_elbo_nats,validation_bound_nats,beta,seconds"
+    )
+    assert lines[1] == "1,-30.5,nan,nan,1,0.25"
 
 
 def test_metrics_merge_and_non_finite_become_null(tmp_path):

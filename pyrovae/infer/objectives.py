@@ -25,7 +25,14 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-__all__ = ["Objective", "estimate_elbo", "iwae_loss", "log_weights", "make_objective"]
+__all__ = [
+    "Objective",
+    "estimate_bound",
+    "estimate_elbo",
+    "iwae_loss",
+    "log_weights",
+    "make_objective",
+]
 
 Objective = Callable[..., torch.Tensor]
 
@@ -73,23 +80,33 @@ def log_weights(model: Callable, guide: Callable, x: torch.Tensor, k: int) -> to
 
 
 @torch.no_grad()
-def estimate_elbo(
-    model: Callable, guide: Callable, x: torch.Tensor, batch_size: int = 1000
+def estimate_bound(
+    model: Callable, guide: Callable, x: torch.Tensor, k: int, batch_size: int = 1000
 ) -> torch.Tensor:
-    """Single-sample ELBO (beta = 1) of each example, in nats.
+    """The k-sample importance-weighted bound of each example (k = 1: the ELBO), in nats.
 
     Parameters
     ----------
     x : Tensor
-        ``(N, D)``; processed in chunks of ``batch_size`` rows.
+        ``(N, D)``; processed in chunks of about ``batch_size / k`` rows.
 
     Returns
     -------
     Tensor
-        ``(N,)`` unbiased estimates of ELBO(x_n) <= log p(x_n).
+        ``(N,)`` single-draw estimates of the bound (each <= log p(x_n) in expectation).
     """
-    chunks = [log_weights(model, guide, xb, 1)[0] for xb in x.split(batch_size)]
+    rows = max(1, batch_size // k)
+    chunks = [
+        torch.logsumexp(log_weights(model, guide, xb, k), 0) - math.log(k) for xb in x.split(rows)
+    ]
     return torch.cat(chunks) if chunks else x.new_zeros(0)
+
+
+def estimate_elbo(
+    model: Callable, guide: Callable, x: torch.Tensor, batch_size: int = 1000
+) -> torch.Tensor:
+    """Single-sample ELBO (beta = 1) of each example, in nats: ``(N, D) -> (N,)``."""
+    return estimate_bound(model, guide, x, 1, batch_size)
 
 
 def iwae_loss(

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from pyrovae.data import Dataset, binarize
 from pyrovae.errors import NonFiniteLossError, SpecError
-from pyrovae.infer.objectives import estimate_elbo, make_objective
+from pyrovae.infer.objectives import estimate_bound, estimate_elbo, make_objective
 from pyrovae.models.vae import VAE
 from pyrovae.spec import TrainSpec
 
@@ -39,6 +39,9 @@ class EpochRecord(NamedTuple):
     """Mean over the epoch's steps of the objective (beta-ELBO or IWAE bound)."""
     validation_elbo_nats: float
     """ELBO (beta = 1) on the validation split after the epoch; NaN without one."""
+    validation_bound_nats: float
+    """The bound being trained (the ELBO, or the k-sample IWAE bound for ``iwae``) on
+    the validation split; early stopping follows it. NaN without a validation split."""
     beta: float
     seconds: float
     """Wall time of the epoch, validation included."""
@@ -222,13 +225,9 @@ def fit(
                         bar.set_postfix_str(
                             f"objective={-total / (step + 1) / n:.2f}", refresh=False
                         )
-                val = (
-                    estimate_elbo(vae.model, vae.guide, x_val).mean().item()
-                    if x_val.shape[0]
-                    else math.nan
-                )
+                val, bound = _validation(vae, x_val, train)
                 record = EpochRecord(
-                    epoch, -total / steps / n, val, beta, time.perf_counter() - start
+                    epoch, -total / steps / n, val, bound, beta, time.perf_counter() - start
                 )
                 bar.set_postfix_str(
                     f"objective={record.train_objective_nats:.2f} val_elbo={val:.2f}"
@@ -241,6 +240,16 @@ def fit(
     vae.load_state_dict(state.final_model)
     seconds = sum(r.seconds for r in state.history)
     return FitResult(state.history, state.epoch, seconds, stop_reason, state)
+
+
+def _validation(vae: VAE, x_val: torch.Tensor, train: TrainSpec) -> tuple[float, float]:
+    """Validation ELBO and validation bound of the objective (equal unless iwae)."""
+    if not x_val.shape[0]:
+        return math.nan, math.nan
+    elbo = estimate_elbo(vae.model, vae.guide, x_val).mean().item()
+    if train.objective != "iwae" or train.particles == 1:
+        return elbo, elbo
+    return elbo, estimate_bound(vae.model, vae.guide, x_val, train.particles).mean().item()
 
 
 def _stop_reason(state: TrainState, train: TrainSpec, patience: int) -> str | None:
@@ -261,8 +270,8 @@ def _next_state(
     patience: int,
 ) -> TrainState:
     best_epoch, best_model = state.best_epoch, state.best_model
-    best_val = state.history[best_epoch - 1].validation_elbo_nats if best_epoch else -math.inf
-    if patience and record.validation_elbo_nats > best_val:
+    best_val = state.history[best_epoch - 1].validation_bound_nats if best_epoch else -math.inf
+    if patience and record.validation_bound_nats > best_val:
         best_epoch, best_model = record.epoch, _snapshot(vae)
     return replace(
         state,
