@@ -123,12 +123,12 @@ def _mcmc_method(
 
 
 def _variational_method(
-    model: ZooModel, guide: str, num_samples: int, seeds: int, seed: int
+    model: ZooModel, guide: str, num_samples: int, seeds: int, seed: int, progress: bool
 ) -> MethodResult:
     sites = list(model.parameters)
     khats, first = [], None
     for offset in range(seeds):
-        fit = fit_guide(model.model, model.data, guide, seed=seed + offset)
+        fit = fit_guide(model.model, model.data, guide, seed=seed + offset, progress=progress)
         log_ratios = importance_log_ratios(
             model.model, fit.guide, model.data, num_samples, seed=seed + offset
         )
@@ -163,7 +163,7 @@ def run_method(
     _check_methods([method])
     if method in KERNELS:
         return _mcmc_method(model, method, num_samples, seed, progress)
-    return _variational_method(model, method, num_samples, seeds, seed)
+    return _variational_method(model, method, num_samples, seeds, seed, progress)
 
 
 def compare_posterior(

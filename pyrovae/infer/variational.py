@@ -27,6 +27,7 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.infer import autoguide as ag
 from pyro.optim.clipped_adam import ClippedAdam
+from tqdm.auto import tqdm
 
 from pyrovae.errors import PyrovaeError, UserError
 
@@ -120,6 +121,7 @@ def fit_guide(
     window: int = 200,
     max_steps: int = 20_000,
     elbo_particles: int = 2000,
+    progress: bool = False,
 ) -> VariationalResult:
     """Fit ``guide`` to the posterior of ``model(**data)``.
 
@@ -132,6 +134,8 @@ def fit_guide(
         Vectorized samples per step of the ELBO gradient.
     window : int
         Steps per convergence window.
+    progress : bool
+        Show a progress bar (steps, up to ``max_steps``; most fits stop far earlier).
 
     Raises
     ------
@@ -158,6 +162,7 @@ def fit_guide(
                 window,
                 max_steps,
                 name,
+                progress,
             )
         seconds = time.perf_counter() - start
         final = Trace_ELBO(
@@ -175,31 +180,36 @@ def _optimize(
     window: int,
     max_steps: int,
     name: str,
+    progress: bool = False,
 ) -> tuple[list[float], bool]:
+    """Minimise ``loss_fn`` until the plateau rule says converged; return losses, converged."""
     optimizer = ClippedAdam(params, lr=lr, clip_norm=10.0)
     losses: list[float] = []
     previous, reductions = None, 0
-    for step in range(1, max_steps + 1):
-        loss = loss_fn()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise PyrovaeError(
-                f"variational fit {name}: the loss became {value} at step {step}; try a smaller lr"
-            )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(value)
-        if step % window:
-            continue
-        current = np.asarray(losses[-window:])
-        if previous is not None and _plateau(previous, current):
-            if reductions == LR_REDUCTIONS:
-                return losses, True
-            reductions += 1
-            for group in optimizer.param_groups:
-                group["lr"] *= LR_FACTOR
-        previous = current
+    with tqdm(total=max_steps, desc=f"fit {name}", disable=not progress, leave=False) as bar:
+        for step in range(1, max_steps + 1):
+            loss = loss_fn()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise PyrovaeError(
+                    f"variational fit {name}: the loss became {value} at step "
+                    f"{step}; try a smaller lr"
+                )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(value)
+            bar.update(1)
+            if step % window:
+                continue
+            current = np.asarray(losses[-window:])
+            if previous is not None and _plateau(previous, current):
+                if reductions == LR_REDUCTIONS:
+                    return losses, True
+                reductions += 1
+                for group in optimizer.param_groups:
+                    group["lr"] *= LR_FACTOR
+            previous = current
     return losses, False
 
 
