@@ -17,6 +17,7 @@ import torch
 from pyrovae import plots
 from pyrovae.data import Dataset
 from pyrovae.evaluate import Evaluation
+from pyrovae.infer.local import frozen
 from pyrovae.infer.svi import EpochRecord
 from pyrovae.models.vae import VAE
 from pyrovae.spec import Spec, spec_to_toml
@@ -96,7 +97,7 @@ def make_figures(
     The manifold traversal needs a 2-D latent space; the training curves need
     at least one epoch of history.
     """
-    vae = vae.cpu().eval()
+    vae = frozen(vae)  # a CPU copy: the caller's model keeps its device and mode
     test, shape = data.test, data.image_shape
     generator = torch.Generator().manual_seed(seed)
     out: dict[str, Path] = {}

@@ -172,6 +172,12 @@ def fit(
     NonFiniteLossError
         When a loss is NaN or infinite; the last ``on_epoch_end`` state is the
         last good one.
+
+    Notes
+    -----
+    Sampling uses torch's global random state, which ``fit`` seeds from
+    ``train.seed`` (or restores from ``state`` when resuming); shuffling and
+    binarization use a generator of their own, also in the state.
     """
     device = resolve_device(train.device)
     vae.to(device)
