@@ -97,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
         help="test points whose p(z|x) is compared across methods (default 4; 0 skips)",
     )
     _add_compare(sub)
+    inspect = sub.add_parser(
+        "inspect",
+        help="summarise a saved posterior (.nc)",
+        description="Print the ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) and the "
+        "sampler warnings of an InferenceData NetCDF file written by pyrovae compare.",
+    )
+    inspect.add_argument("file", type=Path, help="a .nc file")
     return parser
 
 
@@ -225,7 +232,42 @@ def _print_comparison(comparison, out: Path) -> None:
             f"{row['method']:>16}: energy {row['energy']:.4f}, k-hat "
             f"{'-' if khat is None else f'{khat:.2f}'}: {flags}"
         )
-    print(f"reference: {comparison.reference_name}; tables and figures in {out}")
+    print(
+        f"reference: {comparison.reference_name}; tables, figures and posteriors/*.nc "
+        f"(`pyrovae inspect FILE.nc`) in {out}"
+    )
+
+
+def _write_posteriors(comparison, out: Path, chains: dict[str, int]) -> None:
+    from pyrovae.posterior_files import write_posteriors
+
+    files = write_posteriors(comparison, out, chains)
+    _print_warnings(files.warnings)
+
+
+def _print_warnings(warnings: dict[str, list[str]]) -> None:
+    for method, lines in warnings.items():
+        for line in lines:
+            print(f"warning: {method}: {line}")
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    import logging
+
+    from pyrovae import diagnostics
+
+    logging.getLogger("arviz").setLevel(logging.ERROR)  # single-chain shape notices
+
+    idata = diagnostics.load(args.file)
+    attrs = {
+        k: v
+        for k, v in idata.attrs.items()
+        if not k.startswith(("created", "arviz", "inference_library"))
+    }
+    print(f"{args.file}: " + ", ".join(f"{k}={v}" for k, v in attrs.items()))
+    print(diagnostics.summary(idata).to_string(float_format=lambda v: f"{v:.4g}"))
+    lines = diagnostics.warnings(idata)
+    print("\n".join(f"warning: {line}" for line in lines) if lines else "no warnings")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -241,13 +283,14 @@ def _compare(args: argparse.Namespace) -> None:
         from pyrovae.pipeline import compare_run
 
         per_chain = max(1, args.samples // 2)  # two NUTS chains
-        comparison, _ = compare_run(
+        comparison, _, files = compare_run(
             target,
             points=args.points,
             num_samples=per_chain,
             warmup_steps=max(200, per_chain // 2),
             progress=not args.quiet,
         )
+        _print_warnings(files.warnings)
         _print_comparison(comparison, target / LOCAL_DIR)
         return
     from pyrovae.methods import DEFAULT_METHODS, compare_posterior, load_user_model
@@ -270,13 +313,20 @@ def _compare(args: argparse.Namespace) -> None:
     )
     out = args.out or _default_out(f"compare-{model.name}")
     comparison.write(out)
+    _write_posteriors(comparison, out, {m: 4 for m in ("nuts", "hmc", "metropolis")})
     _print_comparison(comparison, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    commands = {"train": _train, "evaluate": _evaluate, "run": _run, "compare": _compare}
+    commands = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "run": _run,
+        "compare": _compare,
+        "inspect": _inspect,
+    }
     try:
         commands[args.command](args)
     except UserError as err:

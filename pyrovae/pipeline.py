@@ -26,6 +26,7 @@ from pyrovae.infer.local import LocalPosteriors, gap_table, local_comparison, lo
 from pyrovae.infer.objectives import estimate_elbo
 from pyrovae.infer.svi import FitResult, TrainState, fit, resolve_device
 from pyrovae.models.vae import VAE
+from pyrovae.posterior_files import PosteriorFiles, write_posteriors
 from pyrovae.report import FIGURES, local_section, make_figures, render_report
 from pyrovae.runs import (
     CHECKPOINT,
@@ -254,12 +255,12 @@ def compare_run(
     warmup_steps: int = 500,
     num_chains: int = 2,
     progress: bool = True,
-) -> tuple[Comparison, LocalPosteriors]:
+) -> tuple[Comparison, LocalPosteriors, PosteriorFiles]:
     """Local posteriors p(z|x) of ``points`` test examples by every method, against NUTS.
 
     Writes ``local_posteriors/`` (``summary.csv``, ``methods.csv``,
-    ``comparison.md``, ``gaps.md``, figures), adds the mean gaps to
-    ``metrics.json`` and rewrites ``report.md``.
+    ``comparison.md``, ``gaps.md``, figures, ``posteriors/*.nc``), adds the mean
+    gaps to ``metrics.json`` and rewrites ``report.md``.
     """
     if points < 1:
         raise UserError(f"--points: expected a positive integer, got {points}")
@@ -277,6 +278,7 @@ def compare_run(
     )
     comparison = local_comparison(local, seed=seed)
     comparison.write(run_dir / LOCAL_DIR)
+    files = write_posteriors(comparison, run_dir / LOCAL_DIR, {"metropolis": num_chains})
     write_atomic(run_dir / LOCAL_DIR / "gaps.md", (gap_table(local) + "\n").encode())
     update_metrics(
         run_dir,
@@ -288,7 +290,7 @@ def compare_run(
         },
     )
     write_run_report(run_dir, trained.spec)
-    return comparison, local
+    return comparison, local, files
 
 
 def write_run_report(run_dir: Path, spec: Spec) -> Path:

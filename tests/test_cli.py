@@ -190,6 +190,32 @@ def test_compare_builtin_model_writes_the_promised_tables(tmp_path, capsys):
     assert {r["parameter"] for r in summary} == {"mu"}
     assert (out / "figures" / "marginals.png").stat().st_size > 1000
     assert "reference: analytic" in capsys.readouterr().out
+    names = sorted(p.name for p in (out / "posteriors").iterdir())
+    assert names == ["auto_normal.nc", "metropolis.nc", "reference.nc"]
+    for figure in ("density", "forest"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+
+
+def test_inspect_prints_the_summary_of_a_saved_posterior(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = [
+        "compare",
+        "blr_known_noise",
+        "--methods",
+        "metropolis",
+        "--samples",
+        "800",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out / "posteriors" / "metropolis.nc")]) == 0
+    printed = capsys.readouterr().out
+    assert "method=metropolis" in printed and "ess_bulk" in printed and "r_hat" in printed
+    assert all(f"beta[{i}]" in printed for i in range(3))  # ArviZ's 0-based coords
+    assert main(["inspect", str(tmp_path / "missing.nc")]) == 2
 
 
 def test_compare_a_trained_run(tmp_path):
@@ -199,6 +225,11 @@ def test_compare_a_trained_run(tmp_path):
     assert main(args) == 0
     methods = {r["method"] for r in _csv(out / "local_posteriors" / "methods.csv")}
     assert methods == {"amortized", "per_point", "metropolis"}
+    from pyrovae import diagnostics
+
+    nuts = diagnostics.load(out / "local_posteriors" / "posteriors" / "reference.nc")
+    amortized = diagnostics.load(out / "local_posteriors" / "posteriors" / "amortized.nc")
+    assert nuts.posterior["z"].shape[-2:] == amortized.posterior["z"].shape[-2:] == (2, 2)
     assert "## Local posteriors p(z|x)" in (out / "report.md").read_text()
 
 
