@@ -45,6 +45,7 @@ import xarray as xr
 
 from pyrovae.compare_plots import DPI, MAX_MARGINAL_PANELS, REFERENCE_COLOR, method_colors
 from pyrovae.errors import UserError
+from pyrovae.models.zoo import squeeze_padding
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,19 +111,6 @@ def _array(value: Any, what: str) -> np.ndarray:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise UserError(f"{what}: expected numbers, got {type(value).__name__} ({err})") from None
-    return array
-
-
-def _squeeze_to(name: str, array: np.ndarray, event: tuple[int, ...], batch_ndim: int):
-    """Drop singleton padding between the batch and the event dims (``Predictive``'s
-    ``(S, 1)`` scalars and ``(S, 1, K)`` globals) so the event shape is ``event``."""
-    while array.ndim > batch_ndim + len(event) and array.shape[batch_ndim] == 1:
-        array = array.squeeze(batch_ndim)
-    if array.ndim < batch_ndim or tuple(array.shape[batch_ndim:]) != tuple(event):
-        raise UserError(
-            f"draws of '{name}' have shape {tuple(array.shape)}, expected {batch_ndim} "
-            f"batch dimension(s) then the event shape {tuple(event)}"
-        )
     return array
 
 
@@ -387,7 +375,7 @@ def from_mcmc(
         if missing:
             raise UserError(f"the MCMC result lacks site(s) {missing} (it has {sorted(samples)})")
         posterior = {
-            name: _squeeze_to(name, _array(samples[name], f"samples '{name}'"), tuple(event), 2)
+            name: squeeze_padding(name, _array(samples[name], f"samples '{name}'"), tuple(event), 2)
             for name, event in parameters.items()
         }
     else:
@@ -508,7 +496,7 @@ def from_samples(
         raise UserError(f"samples lack site(s) {missing} (they have {sorted(samples)})")
     posterior = {}
     for name, event in parameters.items():
-        array = _squeeze_to(name, _array(samples[name], f"samples '{name}'"), tuple(event), 1)
+        array = squeeze_padding(name, _array(samples[name], f"samples '{name}'"), tuple(event), 1)
         posterior[name] = _split_chains(array, chains, f"samples '{name}'")
     first = next(iter(posterior.values()))
     for name, array in posterior.items():

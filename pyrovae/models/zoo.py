@@ -63,6 +63,7 @@ __all__ = [
     "get_model",
     "list_models",
     "parameter_names",
+    "squeeze_padding",
 ]
 
 MODELS: tuple[str, ...] = (
@@ -149,13 +150,19 @@ def parameter_names(parameters: Mapping[str, tuple[int, ...]]) -> list[str]:
     return names
 
 
-def _site_array(
-    name: str, value: torch.Tensor | np.ndarray, event: tuple[int, ...], batch_ndim: int
+def squeeze_padding(
+    name: str, array: np.ndarray, event: tuple[int, ...], batch_ndim: int
 ) -> np.ndarray:
-    """``(batch..., prod(event))`` float64 from one site's samples, dropping singleton padding."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value, dtype=np.float64)
+    """Drop singleton padding between the batch and the event dims.
+
+    ``Predictive`` and vectorized guides pad scalar sites to ``(S, 1)`` and
+    global vector sites to ``(S, 1, K)``; this returns ``(batch..., *event)``.
+
+    Raises
+    ------
+    UserError
+        When the shape is not ``batch_ndim`` batch dims, padding, then ``event``.
+    """
     while array.ndim > batch_ndim + len(event) and array.shape[batch_ndim] == 1:
         array = array.squeeze(batch_ndim)
     if array.ndim < batch_ndim or tuple(array.shape[batch_ndim:]) != tuple(event):
@@ -163,6 +170,16 @@ def _site_array(
             f"samples of '{name}' have shape {tuple(array.shape)}, expected {batch_ndim} batch "
             f"dimension(s) then the event shape {tuple(event)}; check batch_ndim"
         )
+    return array
+
+
+def _site_array(
+    name: str, value: torch.Tensor | np.ndarray, event: tuple[int, ...], batch_ndim: int
+) -> np.ndarray:
+    """``(batch..., prod(event))`` float64 from one site's samples, dropping singleton padding."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    array = squeeze_padding(name, np.asarray(value, dtype=np.float64), event, batch_ndim)
     return array.reshape(*array.shape[:batch_ndim], -1)
 
 
