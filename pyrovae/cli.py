@@ -293,7 +293,8 @@ def _compare(args: argparse.Namespace) -> None:
         _print_warnings(files.warnings)
         _print_comparison(comparison, target / LOCAL_DIR)
         return
-    from pyrovae.methods import DEFAULT_METHODS, compare_posterior, load_user_model
+    from pyrovae.infer.mcmc import KERNELS
+    from pyrovae.methods import DEFAULT_METHODS, MCMC_CHAINS, compare_posterior, load_user_model
     from pyrovae.models.zoo import get_model
 
     if ":" in args.target:
@@ -313,7 +314,7 @@ def _compare(args: argparse.Namespace) -> None:
     )
     out = args.out or _default_out(f"compare-{model.name}")
     comparison.write(out)
-    _write_posteriors(comparison, out, {m: 4 for m in ("nuts", "hmc", "metropolis")})
+    _write_posteriors(comparison, out, dict.fromkeys(KERNELS, MCMC_CHAINS))
     _print_comparison(comparison, out)
 
 

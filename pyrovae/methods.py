@@ -37,6 +37,7 @@ from pyrovae.posteriordb import load_reference_draws
 
 __all__ = [
     "DEFAULT_METHODS",
+    "MCMC_CHAINS",
     "METHODS",
     "compare_posterior",
     "load_user_model",
@@ -46,6 +47,8 @@ __all__ = [
 
 METHODS = (*KERNELS, *GUIDES)
 DEFAULT_METHODS = ("nuts", "metropolis", "auto_normal", "auto_mvn", "auto_iaf")
+MCMC_CHAINS = 4
+"""Chains of every MCMC method and of a long-NUTS reference (run one after the other)."""
 REFERENCE_DRAWS = 20_000
 """Draws taken from an exact posterior, and the size of a long-NUTS reference."""
 
@@ -82,7 +85,7 @@ def reference_draws(
         generator = np.random.default_rng(seed)
         mean, cov = model.exact.mean.numpy(), model.exact.covariance.numpy()
         return generator.multivariate_normal(mean, cov, size=REFERENCE_DRAWS), "analytic"
-    chains = 4
+    chains = MCMC_CHAINS
     result = run_mcmc(
         model.model,
         model.data,
@@ -104,7 +107,7 @@ def _flat_mcmc(samples: dict[str, torch.Tensor], model: ZooModel) -> np.ndarray:
 def _mcmc_method(
     model: ZooModel, kernel: str, num_samples: int, seed: int, progress: bool
 ) -> MethodResult:
-    chains = 4
+    chains = MCMC_CHAINS
     per_chain = max(1, num_samples // chains)
     # a random walk is cheap per step but slow to adapt and to mix: give it more steps
     extra = METROPOLIS_EXTRA if kernel == "metropolis" else 1
