@@ -135,6 +135,11 @@ def _format(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
+def _nest_headings(markdown: str) -> str:
+    """Push every markdown heading one level down, to sit inside a report section."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
 def local_section(folder: Path, run_dir: Path) -> str:
     """The local-posterior part of the report, from the files in ``folder``."""
     rel = folder.relative_to(run_dir).as_posix()
@@ -147,7 +152,7 @@ def local_section(folder: Path, run_dir: Path) -> str:
         "",
         (folder / "gaps.md").read_text().strip(),
         "",
-        (folder / "comparison.md").read_text().strip(),
+        _nest_headings((folder / "comparison.md").read_text().strip()),
         "",
     ]
     for name in ("marginals", "pairs"):
