@@ -190,6 +190,9 @@ def test_funnel_makes_nuts_diverge() -> None:
     result = run_mcmc(funnel_model, warmup_steps=50, num_samples=300, num_chains=1, seed=0)
     assert result.divergences.dtype == torch.int64
     assert 0 < int(result.divergences[0]) <= 300
+    # which draws diverged: a flag per kept draw whose count is the chain's total
+    assert result.diverging.shape == (1, 300) and result.diverging.dtype == torch.bool
+    assert result.diverging.sum(1).tolist() == result.divergences.tolist()
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -25,9 +25,11 @@ Where each diagnostic comes from (Pyro 1.9.2, read in ``pyro/infer/mcmc``):
 * step size -- ``kernel.step_size`` (the dual-averaging result, fixed after
   warm-up) for NUTS/HMC; ``exp(kernel._log_step_size)``, the proposal scale, for
   Metropolis.
-* divergences -- ``len(kernel.diagnostics()["divergences"])`` after the last kept
-  draw; Pyro records a transition as divergent when the energy error exceeds
-  1000 and only from the first kept draw on, so warm-up is excluded.
+* divergences -- ``kernel.diagnostics()["divergences"]`` after the last kept draw:
+  the indices (0-based, among the kept draws) of the divergent transitions, kept as a
+  per-draw flag (:attr:`McmcResult.diverging`) and counted per chain. Pyro records a
+  transition as divergent when the energy error exceeds 1000 and only from the first
+  kept draw on, so warm-up is excluded.
 * leapfrog steps -- see :attr:`McmcResult.num_steps`.
 """
 
@@ -110,6 +112,9 @@ class McmcResult(NamedTuple):
         Site name -> ``site_shape`` float64 split R-hat over all chains from
         :func:`pyro.ops.stats.split_gelman_rubin` (not rank-normalised). NaN with fewer
         than 4 draws or for a constant site.
+    diverging : torch.Tensor or None
+        ``(chains, draws)`` bool, which kept transitions diverged (NUTS, HMC; its sum over
+        draws is ``divergences``); ``None`` for Metropolis or when not recorded.
     """
 
     kernel: str
@@ -121,6 +126,7 @@ class McmcResult(NamedTuple):
     seconds: float
     ess: dict[str, torch.Tensor]
     r_hat: dict[str, torch.Tensor]
+    diverging: torch.Tensor | None = None
 
     @property
     def min_ess(self) -> float:
@@ -152,6 +158,8 @@ class ChainResult(NamedTuple):
         ``(draws,)`` int64 leapfrog steps per kept draw (NUTS, HMC) or ``None``.
     seconds : float
         Wall time of ``MCMC.run`` for this chain.
+    diverging : torch.Tensor or None
+        ``(draws,)`` bool, which kept draws diverged (NUTS, HMC) or ``None``.
     """
 
     samples: dict[str, torch.Tensor]
@@ -160,6 +168,7 @@ class ChainResult(NamedTuple):
     divergences: int | None
     num_steps: torch.Tensor | None
     seconds: float
+    diverging: torch.Tensor | None = None
 
 
 class _CountingNUTS(NUTS):
@@ -291,6 +300,7 @@ class _Recorder:
         self.acceptance_rate = math.nan
         self.step_size = math.nan
         self.divergences: int | None = None
+        self.diverging: torch.Tensor | None = None
 
     def __call__(self, kernel: MCMCKernel, params: Any, stage: str, i: int) -> None:
         if not stage.startswith("Sample"):
@@ -302,7 +312,10 @@ class _Recorder:
             self.acceptance_rate = float(kernel._mean_accept_prob)
             self.step_size = float(kernel.step_size)
             divergences = kernel.diagnostics().get("divergences")
-            self.divergences = None if divergences is None else len(divergences)
+            if divergences is not None:
+                self.divergences = len(divergences)
+                self.diverging = torch.zeros(self.num_samples, dtype=torch.bool)
+                self.diverging[torch.as_tensor(list(divergences), dtype=torch.int64)] = True
 
 
 def _leapfrog_steps(kernel: MCMCKernel) -> int | None:
@@ -374,6 +387,7 @@ def run_chain(
         divergences=recorder.divergences,
         num_steps=num_steps,
         seconds=seconds,
+        diverging=recorder.diverging,
     )
 
 
@@ -567,4 +581,9 @@ def _combine(kernel: str, chains: list[ChainResult]) -> McmcResult:
         seconds=sum(ch.seconds for ch in chains),
         ess={name: ess for name, (ess, _) in diagnostics.items()},
         r_hat={name: r_hat for name, (_, r_hat) in diagnostics.items()},
+        diverging=(
+            torch.stack([ch.diverging for ch in chains])
+            if all(ch.diverging is not None for ch in chains)
+            else None
+        ),
     )
