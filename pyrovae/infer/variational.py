@@ -34,8 +34,10 @@ from pyrovae.errors import PyrovaeError, UserError
 __all__ = [
     "GUIDES",
     "LR_REDUCTIONS",
+    "GuideDraws",
     "VariationalResult",
     "fit_guide",
+    "guide_draws",
     "guide_samples",
     "importance_log_ratios",
     "make_guide",
@@ -228,6 +230,68 @@ def _vectorized_traces(
     return guide_trace, model_trace
 
 
+class GuideDraws(NamedTuple):
+    """Draws of a fitted guide and their densities, all from one vectorized trace."""
+
+    samples: dict[str, torch.Tensor]
+    """site -> ``(S, ...)``, as :func:`guide_samples` gives them."""
+    log_joint: np.ndarray
+    """``(S,)`` float64 log p(theta_s, y) of the model."""
+    log_q: np.ndarray
+    """``(S,)`` float64 log q(theta_s) of the guide."""
+
+    @property
+    def log_ratios(self) -> np.ndarray:
+        """``(S,)`` log p(theta_s, y) - log q(theta_s): importance log-weights."""
+        return self.log_joint - self.log_q
+
+
+def _site_values(model_trace: poutine.Trace, sites: list[str], num_samples: int) -> dict:
+    missing = [s for s in sites if s not in model_trace.nodes]
+    if missing:
+        raise UserError(f"the model has no site {missing[0]!r}")
+    return {
+        s: model_trace.nodes[s]["value"].expand(
+            num_samples, *model_trace.nodes[s]["value"].shape[1:]
+        )
+        for s in sites
+    }
+
+
+def _log_density(trace: poutine.Trace, num_samples: int) -> np.ndarray:
+    """``(S,)`` sum of every sample site's log-density per draw (scales and masks applied)."""
+    trace.compute_log_prob()
+    total = torch.zeros(num_samples, dtype=torch.float64)
+    for site in trace.nodes.values():
+        if site["type"] != "sample":
+            continue
+        lp = site["log_prob"]
+        lp = lp.reshape(num_samples, -1).sum(-1) if lp.dim() else lp.expand(num_samples)
+        total += lp.double()
+    return total.numpy()
+
+
+@torch.no_grad()
+def guide_draws(
+    model: Callable,
+    guide: Callable,
+    data: dict[str, Any],
+    sites: list[str],
+    num_samples: int,
+    seed: int = 0,
+) -> GuideDraws:
+    """``num_samples`` draws of ``sites`` with log p(theta, y) and log q(theta) of each.
+
+    The same seed gives the same draws as :func:`guide_samples` and
+    :func:`importance_log_ratios`.
+    """
+    guide_trace, model_trace = _vectorized_traces(model, guide, data, num_samples, seed)
+    samples = _site_values(model_trace, sites, num_samples)
+    return GuideDraws(
+        samples, _log_density(model_trace, num_samples), _log_density(guide_trace, num_samples)
+    )
+
+
 @torch.no_grad()
 def guide_samples(
     model: Callable,
@@ -249,15 +313,7 @@ def guide_samples(
         global sites, so it is not used.)
     """
     _, model_trace = _vectorized_traces(model, guide, data, num_samples, seed)
-    missing = [s for s in sites if s not in model_trace.nodes]
-    if missing:
-        raise UserError(f"the model has no site {missing[0]!r}")
-    return {
-        s: model_trace.nodes[s]["value"].expand(
-            num_samples, *model_trace.nodes[s]["value"].shape[1:]
-        )
-        for s in sites
-    }
+    return _site_values(model_trace, sites, num_samples)
 
 
 @torch.no_grad()
@@ -266,13 +322,4 @@ def importance_log_ratios(
 ) -> np.ndarray:
     """log p(theta_s, y) - log q(theta_s) for ``num_samples`` guide draws: ``(S,)`` float64."""
     guide_trace, model_trace = _vectorized_traces(model, guide, data, num_samples, seed)
-    total = torch.zeros(num_samples, dtype=torch.float64)
-    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-        trace.compute_log_prob()
-        for site in trace.nodes.values():
-            if site["type"] != "sample":
-                continue
-            lp = site["log_prob"]
-            lp = lp.reshape(num_samples, -1).sum(-1) if lp.dim() else lp.expand(num_samples)
-            total += sign * lp.double()
-    return total.numpy()
+    return _log_density(model_trace, num_samples) - _log_density(guide_trace, num_samples)
