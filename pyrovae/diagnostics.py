@@ -15,14 +15,26 @@ Conventions
 -----------
 - Posterior variables are float64 with dims ``("chain", "draw", *event_dims)``. A site
   with event shape ``(K,)`` gets the dim ``f"{site}_dim_0"`` (``f"{site}_dim_1"`` for a
-  second axis, ...) unless ``dims`` names them, e.g. ``{"theta": ["school"]}``; coords
-  default to ``0..K-1``. Stan's 1-based ``theta[1]`` is ``theta`` at ``theta_dim_0 = 0``.
+  second axis, ...) unless ``dims`` names them, e.g. ``{"theta": ["school"]}``.
+- Element coords are 1-based integers ``1..K`` unless ``coords`` gives others, so that
+  ArviZ's labels (``theta[1]``) are Stan's and those of the comparison tables
+  (:func:`pyrovae.models.zoo.parameter_names`); ``chain`` and ``draw`` stay ``0..n-1``.
+- Groups: ``posterior``; ``sample_stats`` (MCMC: ``acceptance_rate``, ``step_size``,
+  ``tree_size``, ``diverging``; variational: ``lp`` = log p(theta, y) and ``log_q`` =
+  log q(theta) per draw); ``log_likelihood`` (observed site -> ``(chain, draw, *batch)``,
+  see :mod:`pyrovae.infer.pointwise`), ``posterior_predictive`` and ``observed_data``.
+  A ``log_likelihood`` variable takes the leading dims of the observed variable of the
+  same name (the batch dims; event dims are summed into the density).
 - Draws without chains (variational, analytic) are cut into ``chains`` equal chains of
   consecutive draws.
 - Metadata (``method``, ``kernel``, ``seconds``, ``khat``, ``khats``, ``elbo``,
   ``divergences``) sit in ``idata.attrs``; ``None`` values are left out.
   :func:`save` stores values NetCDF cannot hold (lists, ``None``, booleans) as JSON
   strings and :func:`load` decodes them, so a round trip gives the same attrs.
+- :func:`loo` is PSIS-LOO (``arviz.loo``); for draws of a variational guide (``log_q``
+  in ``sample_stats``) the importance ratios are corrected by p(theta, y) / q(theta)
+  (Magnusson et al. 2019; ArviZ 1.x's ``loo_approximate_posterior``), so every method
+  estimates the elpd of the same model and their Pareto k-hat says whether it could.
 
 Every use of the ArviZ API lives in this module (it is written for the ArviZ 0.2x line,
 ``InferenceData`` of xarray Datasets), so a move to ArviZ 1.x touches this file only.
@@ -30,11 +42,14 @@ Every use of the ArviZ API lives in this module (it is written for the ArviZ 0.2
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import logging
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import warnings as _warnings  # this module defines warnings()
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +57,7 @@ import arviz as az
 import numpy as np
 import torch
 import xarray as xr
+from arviz.stats.stats_utils import ELPDData
 
 from pyrovae.compare_plots import DPI, MAX_MARGINAL_PANELS, REFERENCE_COLOR, method_colors
 from pyrovae.errors import UserError
@@ -54,8 +70,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ESS_MIN_PER_CHAIN",
+    "LOCAL_DIMS",
+    "LOCAL_LOO_NOTE",
+    "LOO_COLUMNS",
     "MAX_FOREST_ROWS",
     "MAX_PAIR_ELEMENTS",
+    "NO_LOO",
     "PAIR_POINTS",
     "REFERENCE",
     "RHAT_MAX",
@@ -64,6 +84,10 @@ __all__ = [
     "from_mcmc",
     "from_samples",
     "load",
+    "loo",
+    "loo_mcse",
+    "loo_table",
+    "loo_variables",
     "plot_overlays",
     "save",
     "summary",
@@ -82,6 +106,19 @@ ESS_MIN_PER_CHAIN = 100
 per chain (400 for four chains) before R-hat and the Monte Carlo standard errors of means and
 quantiles can be trusted."""
 
+LOCAL_DIMS: dict[str, list[str]] = {"z": ["point", "latent"], "x": ["point", "pixel"]}
+"""Dims of a VAE's local latents ``z`` and data ``x`` (its log-likelihood: ``point`` only)."""
+
+NO_LOO = "pyrovae_no_loo"
+"""Attr of a ``log_likelihood`` group saying why PSIS-LOO does not apply to it."""
+
+LOCAL_LOO_NOTE = (
+    "log p(x_n | z_n) of local latents: leaving out point n leaves z_n with its prior, so "
+    "PSIS-LOO would be a harmonic-mean estimate of the marginal p(x_n), unreliable "
+    "(Pareto k-hat far above 0.7 for images)"
+)
+"""The :data:`NO_LOO` note of VAE local posteriors (:func:`from_local`)."""
+
 REFERENCE = "reference"
 """Key of :func:`plot_overlays` 's input drawn first and in :data:`REFERENCE_COLOR`."""
 
@@ -98,6 +135,7 @@ _SAMPLE_DIMS = ("chain", "draw")
 _JSON_ATTRS = "pyrovae_json_attrs"
 """Dataset/InferenceData attribute listing (as a JSON list) the attrs :func:`save` stored
 as JSON strings."""
+_LABEL_SPACES = re.compile(r",\s+")
 _NAME = re.compile(r"^\s*([^\[\],\s]+)\s*(?:\[\s*(\d+(?:\s*,\s*\d+)*)\s*\])?\s*$")
 
 # --- array helpers ----------------------------------------------------------------------------
@@ -141,6 +179,35 @@ def _with_chains(
                 "...) like the posterior draws"
             )
         out[name] = array
+    return out
+
+
+def _data_groups(
+    chains: int,
+    draws: int,
+    *,
+    split: bool,
+    log_likelihood: Mapping[str, Any] | None = None,
+    posterior_predictive: Mapping[str, Any] | None = None,
+    observed_data: Mapping[str, Any] | None = None,
+    sample_stats: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Keyword arguments of :func:`_inference_data` for the groups beyond the posterior.
+
+    Sampled groups must have ``(chains, draws, ...)`` arrays, or ``(chains * draws, ...)``
+    with ``split``; ``observed_data`` arrays are taken as they are.
+    """
+    out = {
+        group: _with_chains(values, chains, draws, group, split=split)
+        for group, values in (
+            ("log_likelihood", log_likelihood),
+            ("posterior_predictive", posterior_predictive),
+            ("sample_stats", sample_stats),
+        )
+    }
+    out["observed_data"] = {
+        k: _array(v, f"observed_data '{k}'") for k, v in (observed_data or {}).items()
+    }
     return out
 
 
@@ -198,9 +265,14 @@ def _decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 # --- building InferenceData -------------------------------------------------------------------
 
 
-def _event_dims(name: str, ndim: int, dims: Mapping[str, Sequence[str]] | None) -> list[str]:
+def _event_dims(
+    name: str, ndim: int, dims: Mapping[str, Sequence[str]] | None, prefix: bool = False
+) -> list[str]:
+    """Event dim names of a variable; ``prefix``: the leading ``ndim`` of those given."""
     if dims and name in dims:
         names = list(dims[name])
+        if prefix and len(names) > ndim:
+            names = names[:ndim]
         if len(names) != ndim:
             raise UserError(
                 f"dims['{name}'] names {len(names)} dim(s) {names}, but '{name}' has {ndim} "
@@ -216,13 +288,18 @@ def _dataset(
     dims: Mapping[str, Sequence[str]] | None,
     coords: Mapping[str, Any] | None,
     attrs: Mapping[str, Any] | None = None,
+    *,
+    prefix: bool = False,
 ) -> xr.Dataset:
-    """Dataset of ``arrays`` whose first ``sample_ndim`` axes are ``(chain, draw)``."""
+    """Dataset of ``arrays`` whose first ``sample_ndim`` axes are ``(chain, draw)``.
+
+    Element coords default to ``1..K``; ``prefix``: see :func:`_event_dims`.
+    """
     all_dims: dict[str, list[str]] = {}
     sizes: dict[str, tuple[int, str]] = {}
     for name, array in arrays.items():
         event = array.shape[sample_ndim:]
-        all_dims[name] = _event_dims(name, len(event), dims)
+        all_dims[name] = _event_dims(name, len(event), dims, prefix)
         for dim, size in zip(all_dims[name], event, strict=True):
             if dim in sizes and sizes[dim][0] != size:
                 raise UserError(
@@ -232,7 +309,8 @@ def _dataset(
             sizes.setdefault(dim, (size, name))
     all_coords: dict[str, Any] = {}
     for dim, (size, name) in sizes.items():
-        values = np.arange(size) if not coords or dim not in coords else np.asarray(coords[dim])
+        given = coords is not None and dim in coords
+        values = np.asarray(coords[dim]) if given else np.arange(1, size + 1)
         if values.shape != (size,):
             raise UserError(
                 f"coords['{dim}'] has {values.size} value(s), but dim '{dim}' of '{name}' has "
@@ -261,6 +339,7 @@ def _inference_data(
     coords: Mapping[str, Any] | None = None,
     sample_stats: Mapping[str, np.ndarray] | None = None,
     sample_stats_attrs: Mapping[str, Any] | None = None,
+    loo_note: str | None = None,
     log_likelihood: Mapping[str, np.ndarray] | None = None,
     posterior_predictive: Mapping[str, np.ndarray] | None = None,
     observed_data: Mapping[str, np.ndarray] | None = None,
@@ -271,7 +350,8 @@ def _inference_data(
     if sample_stats:
         groups["sample_stats"] = _dataset(sample_stats, 2, None, None, sample_stats_attrs)
     if log_likelihood:
-        groups["log_likelihood"] = _dataset(log_likelihood, 2, dims, coords)
+        attrs_ll = {NO_LOO: loo_note} if loo_note else None
+        groups["log_likelihood"] = _dataset(log_likelihood, 2, dims, coords, attrs_ll, prefix=True)
     if posterior_predictive:
         groups["posterior_predictive"] = _dataset(posterior_predictive, 2, dims, coords)
     if observed_data:
@@ -325,6 +405,7 @@ def from_mcmc(
     log_likelihood: Mapping[str, np.ndarray] | None = None,
     observed_data: Mapping[str, np.ndarray] | None = None,
     posterior_predictive: Mapping[str, np.ndarray] | None = None,
+    loo_note: str | None = None,
 ) -> az.InferenceData:
     """An :class:`~pyrovae.infer.mcmc.McmcResult` as InferenceData (Metropolis included).
 
@@ -348,6 +429,9 @@ def from_mcmc(
         Observed site -> observations ``(N, ...)``.
     posterior_predictive : mapping of str to array, optional
         Observed site -> replicated data ``(chains, draws, N, ...)``.
+    loo_note : str, optional
+        Why PSIS-LOO does not apply to this log-likelihood (stored in the group's attrs
+        under :data:`NO_LOO`; :func:`loo_variables` then lists nothing).
 
     Returns
     -------
@@ -361,11 +445,11 @@ def from_mcmc(
         * ``step_size`` -- the chain's step size after adaptation (proposal scale for
           Metropolis), constant over the kept draws;
         * ``tree_size`` -- leapfrog steps of each transition (``num_steps``), NUTS/HMC only;
-        * ``diverging`` -- only the per-chain *counts* are known, not which draws diverged:
-          when every count is 0 it is an all-False boolean (exact); when some count is > 0
-          it is left out, since the positions are unknown. The counts are always in
-          ``attrs["divergences"]`` (a list, one per chain) for NUTS/HMC; Metropolis has
-          neither.
+        * ``diverging`` -- which transitions diverged (``McmcResult.diverging``). A result
+          with only per-chain *counts* gives an all-False boolean when every count is 0
+          (exact) and leaves it out otherwise (the positions are unknown). The counts are
+          always in ``attrs["divergences"]`` (a list, one per chain) for NUTS/HMC;
+          Metropolis has neither.
 
         ``attrs``: ``method``, ``kernel``, ``seconds``, ``divergences``.
     """
@@ -413,7 +497,13 @@ def from_mcmc(
         divergences = [int(d) for d in np.asarray(_plain(result.divergences)).reshape(-1)]
         if len(divergences) != chains:
             raise UserError(f"divergences has {len(divergences)} values; expected {chains}")
-        if not any(divergences):
+        diverging = getattr(result, "diverging", None)
+        if diverging is not None:
+            flags = np.asarray(_plain(diverging), dtype=bool)
+            if flags.shape != (chains, draws):
+                raise UserError(f"diverging has shape {flags.shape}; expected ({chains}, {draws})")
+            stats["diverging"] = flags
+        elif not any(divergences):
             stats["diverging"] = np.zeros((chains, draws), dtype=bool)
     stats_attrs = {
         "acceptance_rate": "per-chain mean acceptance probability over the kept draws, "
@@ -437,12 +527,18 @@ def from_mcmc(
         coords=coords,
         sample_stats=stats,
         sample_stats_attrs=stats_attrs,
-        log_likelihood=_with_chains(log_likelihood, chains, draws, "log_likelihood", split=False),
-        posterior_predictive=_with_chains(
-            posterior_predictive, chains, draws, "posterior_predictive", split=False
-        ),
-        observed_data={
-            k: _array(v, f"observed_data '{k}'") for k, v in (observed_data or {}).items()
+        loo_note=loo_note,
+        **{
+            k: v
+            for k, v in _data_groups(
+                chains,
+                draws,
+                split=False,
+                log_likelihood=log_likelihood,
+                posterior_predictive=posterior_predictive,
+                observed_data=observed_data,
+            ).items()
+            if k != "sample_stats"
         },
     )
 
@@ -458,6 +554,9 @@ def from_samples(
     elbo: float | None = None,
     seconds: float | None = None,
     log_likelihood: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+    posterior_predictive: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+    observed_data: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+    sample_stats: Mapping[str, np.ndarray | torch.Tensor] | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
 ) -> az.InferenceData:
@@ -480,14 +579,22 @@ def from_samples(
         Pareto k-hat (overall and per site/point), ELBO in nats, fitting time; stored in
         ``attrs`` (``None`` and an empty ``khats`` are left out).
     log_likelihood : mapping of str to array, optional
-        Observed site -> pointwise log-likelihood ``(S, N)``.
+        Observed site -> pointwise log-likelihood ``(S, N)``
+        (:func:`pyrovae.infer.pointwise.pointwise`).
+    posterior_predictive : mapping of str to array, optional
+        Observed site -> replicated data ``(S, *value_shape)``.
+    observed_data : mapping of str to array, optional
+        Observed site -> observations ``value_shape``.
+    sample_stats : mapping of str to array, optional
+        Per-draw statistics ``(S,)``; for a guide ``lp`` (log p(theta, y)) and ``log_q``
+        (log q(theta)), which make :func:`loo` correct for q not being the posterior.
     dims, coords : mapping, optional
         See the module notes.
 
     Returns
     -------
     arviz.InferenceData
-        Group ``posterior`` (and ``log_likelihood``); variables ``(chain, draw, *event)``.
+        Group ``posterior`` and those given; variables ``(chain, draw, *event)``.
     """
     if not parameters:
         raise UserError("parameters must name at least one site")
@@ -510,8 +617,14 @@ def from_samples(
         attrs=_method_attrs(method, seconds=seconds, khat=khat, khats=khats, elbo=elbo),
         dims=dims,
         coords=coords,
-        log_likelihood=_with_chains(
-            log_likelihood, first.shape[0], first.shape[1], "log_likelihood", split=True
+        **_data_groups(
+            first.shape[0],
+            first.shape[1],
+            split=True,
+            log_likelihood=log_likelihood,
+            posterior_predictive=posterior_predictive,
+            observed_data=observed_data,
+            sample_stats=sample_stats,
         ),
     )
 
@@ -572,6 +685,8 @@ def from_flat(
     elbo: float | None = None,
     seconds: float | None = None,
     log_likelihood: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+    posterior_predictive: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+    observed_data: Mapping[str, np.ndarray | torch.Tensor] | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
 ) -> az.InferenceData:
@@ -592,9 +707,11 @@ def from_flat(
     parameters : mapping of str to tuple of int, optional
         Keep only these variables, in this order, and check their shapes; other columns
         are ignored. Default: every variable, in order of first appearance.
-    khat, khats, elbo, seconds, log_likelihood, dims, coords
-        As for :func:`from_samples` (``log_likelihood`` arrays ``(S, N)`` or
-        ``(chains, draws, N)`` like ``draws``).
+    khat, khats, elbo, seconds, log_likelihood, posterior_predictive, observed_data
+        As for :func:`from_samples` (sampled groups ``(S, ...)`` or ``(chains, draws, ...)``
+        like ``draws``).
+    dims, coords
+        See the module notes; ``"theta[1]"`` is ``theta`` at ``theta_dim_0 = 1``.
 
     Returns
     -------
@@ -630,8 +747,13 @@ def from_flat(
         attrs=_method_attrs(method, seconds=seconds, khat=khat, khats=khats, elbo=elbo),
         dims=dims,
         coords=coords,
-        log_likelihood=_with_chains(
-            log_likelihood, array.shape[0], array.shape[1], "log_likelihood", split=split
+        **_data_groups(
+            array.shape[0],
+            array.shape[1],
+            split=split,
+            log_likelihood=log_likelihood,
+            posterior_predictive=posterior_predictive,
+            observed_data=observed_data,
         ),
     )
 
@@ -642,21 +764,46 @@ def from_local(
     method: str,
     chains: int = 1,
     seconds: float | None = None,
+    elbo: float | None = None,
+    log_likelihood: np.ndarray | torch.Tensor | None = None,
+    observed: np.ndarray | torch.Tensor | None = None,
 ) -> az.InferenceData:
     """VAE local posteriors ``(S, N, L)`` (``LocalPosteriors.draws[method]``) as InferenceData.
 
-    One variable ``z`` with dims ``("chain", "draw", "point", "latent")``, coords
-    ``0..N-1`` and ``0..L-1``; the S draws are cut into ``chains`` chains of consecutive
-    draws. MCMC draws in ``LocalPosteriors.draws`` are flattened chain by chain, so
-    ``chains=num_chains`` of that run gives back its chains (and a meaningful R-hat).
+    One variable ``z`` with dims ``("chain", "draw", "point", "latent")`` (:data:`LOCAL_DIMS`),
+    coords ``1..N`` and ``1..L`` (the comparison's ``z[n,l]``); the S draws are cut into
+    ``chains`` chains of consecutive draws. For the MCMC runs of the same points use
+    :func:`from_mcmc` with ``dims=LOCAL_DIMS`` (it keeps their sample_stats).
+
+    Parameters
+    ----------
+    log_likelihood : (S, N) array, optional
+        ``log p(x_n | z_s)`` of each point at each draw (pixels summed), stored as the
+        variable ``x`` of the ``log_likelihood`` group, dims ``("chain", "draw", "point")``.
+        It gives the reconstruction term of the ELBO per draw; it is *not* meant for
+        :func:`loo`: leaving out a point leaves its ``z`` with only its prior, so the LOO
+        density is the marginal p(x_n) estimated by a harmonic mean of p(x_n | z), whose
+        Pareto k-hat is far above 0.7 for images. The group's attrs carry that note
+        (:data:`LOCAL_LOO_NOTE` under :data:`NO_LOO`), so :func:`loo_table` leaves it out.
+    observed : (N, D) array, optional
+        The points, variable ``x`` of ``observed_data`` with dims ``("point", "pixel")``.
     """
     array = _array(draws, "draws")
     if array.ndim != 3:
         raise UserError(f"local draws must be (S, N, L), got shape {array.shape}")
+    z = _split_chains(array, chains, "draws")
     return _inference_data(
-        {"z": _split_chains(array, chains, "draws")},
-        attrs=_method_attrs(method, seconds=seconds),
-        dims={"z": ["point", "latent"]},
+        {"z": z},
+        attrs=_method_attrs(method, seconds=seconds, elbo=elbo),
+        dims=LOCAL_DIMS,
+        loo_note=LOCAL_LOO_NOTE,
+        **_data_groups(
+            z.shape[0],
+            z.shape[1],
+            split=True,
+            log_likelihood=None if log_likelihood is None else {"x": log_likelihood},
+            observed_data=None if observed is None else {"x": observed},
+        ),
     )
 
 
@@ -723,16 +870,40 @@ def summary(
 
     Columns ``mean``, ``sd``, ``hdi_3%``, ``hdi_97%`` (for ``hdi_prob=0.94``),
     ``mcse_mean``, ``mcse_sd``, ``ess_bulk``, ``ess_tail``, ``r_hat`` (rank-normalised
-    split R-hat; with one chain it compares the chain's two halves). One row per scalar
-    element, e.g. ``theta[0]``.
+    split R-hat; NaN with a single chain, as ArviZ 0.2x gives it). One row per scalar
+    element labelled like the comparison tables, e.g. ``theta[1]``, ``z[2,1]`` (ArviZ's
+    ``"z[2, 1]"`` without the space).
     """
-    return az.summary(
-        idata,
-        group="posterior",
-        var_names=list(var_names) if var_names is not None else None,
-        hdi_prob=hdi_prob,
-        round_to="none",
-    )
+    with _quiet_arviz():
+        table = az.summary(
+            idata,
+            group="posterior",
+            var_names=list(var_names) if var_names is not None else None,
+            hdi_prob=hdi_prob,
+            round_to="none",
+        )
+    table.index = [_LABEL_SPACES.sub(",", str(label)) for label in table.index]
+    return table
+
+
+@contextlib.contextmanager
+def _quiet_arviz() -> Iterator[None]:
+    """Silence ArviZ's log notices (a single chain fails its "at least two chains" shape
+    check), its Pareto-k UserWarnings (the tables report k-hat themselves) and the
+    deprecation warnings its internals raise."""
+    # ArviZ 0.2x logs through its own Logger("arviz") instance, not logging.getLogger("arviz")
+    logger = getattr(az, "_log", None) or logging.getLogger("arviz")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", UserWarning)
+            # ArviZ 0.2x's own use of pandas and numpy APIs that are going away
+            _warnings.simplefilter("ignore", DeprecationWarning)
+            _warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _worst(dataset: xr.Dataset, *, largest: bool) -> dict[str, tuple[str, float]]:
@@ -785,10 +956,11 @@ def warnings(idata: az.InferenceData) -> list[str]:
     def listing(values: dict[str, tuple[str, float]]) -> str:
         return ", ".join(f"{label} ({value:.3g})" for label, value in values.values())
 
-    if chains > 1:
-        r_hat = {
-            k: v for k, v in _worst(az.rhat(posterior), largest=True).items() if v[1] > RHAT_MAX
-        }
+    with _quiet_arviz():
+        r_hats = az.rhat(posterior) if chains > 1 else None
+        ess_by_kind = {kind: az.ess(posterior, method=kind) for kind in ("bulk", "tail")}
+    if r_hats is not None:
+        r_hat = {k: v for k, v in _worst(r_hats, largest=True).items() if v[1] > RHAT_MAX}
         if r_hat:
             out.append(
                 f"r_hat > {RHAT_MAX} (chains have not mixed) for {len(r_hat)} variable(s), "
@@ -796,11 +968,7 @@ def warnings(idata: az.InferenceData) -> list[str]:
             )
     minimum = ESS_MIN_PER_CHAIN * chains
     for kind in ("bulk", "tail"):
-        ess = {
-            k: v
-            for k, v in _worst(az.ess(posterior, method=kind), largest=False).items()
-            if v[1] < minimum
-        }
+        ess = {k: v for k, v in _worst(ess_by_kind[kind], largest=False).items() if v[1] < minimum}
         if ess:
             out.append(
                 f"ess_{kind} < {minimum} ({ESS_MIN_PER_CHAIN} per chain x {chains} chain(s)) "
@@ -813,6 +981,239 @@ def warnings(idata: az.InferenceData) -> list[str]:
             f"{', '.join(map(str, divergences))}); the sampler missed regions of high curvature"
         )
     return out
+
+
+# --- leave-one-out ----------------------------------------------------------------------------
+
+
+def _log_ratio(idata: az.InferenceData) -> xr.DataArray | None:
+    """``lp - log_q`` ``(chain, draw)`` for draws of a variational guide, else None."""
+    stats = getattr(idata, "sample_stats", None)
+    if stats is None or "lp" not in stats or "log_q" not in stats:
+        return None
+    return stats["lp"] - stats["log_q"]
+
+
+def loo_variables(idata: az.InferenceData) -> list[str]:
+    """Variables of the ``log_likelihood`` group that PSIS-LOO applies to: empty when there
+    is no such group or its attrs carry a :data:`NO_LOO` note."""
+    if "log_likelihood" not in idata.groups() or idata.log_likelihood.attrs.get(NO_LOO):
+        return []
+    return [str(name) for name in idata.log_likelihood.data_vars]
+
+
+def _loo_names(idata: az.InferenceData) -> list[str]:
+    """:func:`loo_variables`, or a one-line UserError saying why there are none."""
+    names = loo_variables(idata)
+    if names:
+        return names
+    if "log_likelihood" not in idata.groups():
+        raise UserError("the InferenceData has no log_likelihood group; LOO needs one")
+    raise UserError(f"LOO does not apply: {idata.log_likelihood.attrs[NO_LOO]}")
+
+
+def loo(idata: az.InferenceData, var_name: str | None = None) -> ELPDData:
+    """PSIS-LOO of one ``log_likelihood`` variable, pointwise (``loo_i``, ``pareto_k``).
+
+    Posterior draws (MCMC, exact, reference) go to ``arviz.loo``. Draws of a variational
+    guide (``sample_stats`` ``lp`` and ``log_q``) are importance-corrected: the ratios
+    p(theta | y_-i) / q(theta) ∝ exp(lp - log_q) / p(y_i | theta) are Pareto smoothed
+    (``arviz.psislw``, relative efficiency 1 for independent draws), so the estimate is of
+    the same model's elpd as for MCMC and k-hat > ``good_k`` says the guide could not
+    give it (Magnusson, Andersen, Jonasson and Vehtari 2019; Vehtari et al. 2024, PSIS).
+    ``p_loo`` then uses the importance-weighted lppd.
+
+    Parameters
+    ----------
+    var_name : str, optional
+        Variable of ``log_likelihood``; needed when it has several.
+
+    Raises
+    ------
+    pyrovae.errors.UserError
+        When there is no ``log_likelihood`` group or ``var_name`` is not in it.
+    """
+    names = _loo_names(idata)
+    if var_name is None:
+        if len(names) > 1:
+            raise UserError(f"log_likelihood has several variables {names}; pass var_name")
+        var_name = names[0]
+    if var_name not in names:
+        raise UserError(f"log_likelihood has no variable {var_name!r} (it has {names})")
+    log_ratio = _log_ratio(idata)
+    with _quiet_arviz():
+        if log_ratio is None:
+            return az.loo(idata, pointwise=True, var_name=var_name, scale="log")
+        return _corrected_loo(idata.log_likelihood[var_name], log_ratio)
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    """log sum exp over the last axis."""
+    top = np.max(x, axis=-1, keepdims=True)
+    return np.log(np.sum(np.exp(x - top), axis=-1)) + top[..., 0]
+
+
+def _corrected_loo(log_lik: xr.DataArray, log_ratio: xr.DataArray) -> ELPDData:
+    """PSIS-LOO from draws of an approximation q with log-weights ``log p - log q``."""
+    stacked = log_lik.stack(__sample__=_SAMPLE_DIMS)
+    values = np.asarray(stacked.values, dtype=np.float64)  # (*obs, S)
+    ratio = np.asarray(log_ratio.stack(__sample__=_SAMPLE_DIMS).values, dtype=np.float64)
+    n_samples, n_data = values.shape[-1], int(np.prod(values.shape[:-1]))
+    loo_weights, pareto_k = az.psislw(ratio - values, reff=1.0)
+    full_weights, _ = az.psislw(ratio, reff=1.0)
+    loo_i = _logsumexp(np.asarray(loo_weights) + values)
+    lppd = float(np.sum(_logsumexp(np.asarray(full_weights) + values)))
+    good_k = min(1 - 1 / np.log10(n_samples), 0.7)
+    pareto = np.asarray(pareto_k, dtype=np.float64)
+    obs_dims = [d for d in stacked.dims if d != "__sample__"]
+    obs_coords = {d: stacked[d].values for d in obs_dims}
+    elpd = float(np.sum(loo_i))
+    return ELPDData(
+        data=[
+            elpd,
+            float((n_data * np.var(loo_i)) ** 0.5),
+            lppd - elpd,
+            n_samples,
+            n_data,
+            bool(np.any(pareto > good_k)),
+            xr.DataArray(loo_i, dims=obs_dims, coords=obs_coords, name="loo_i"),
+            xr.DataArray(pareto, dims=obs_dims, coords=obs_coords, name="pareto_k"),
+            "log",
+            good_k,
+        ],
+        index=[
+            "elpd_loo",
+            "se",
+            "p_loo",
+            "n_samples",
+            "n_data_points",
+            "warning",
+            "loo_i",
+            "pareto_k",
+            "scale",
+            "good_k",
+        ],
+    )
+
+
+def loo_mcse(idata: az.InferenceData, var_name: str | None = None) -> float:
+    """Monte Carlo standard error of :func:`loo`'s ``elpd_loo`` (nats), by the delta method.
+
+    The importance-sampling estimate is ``elpd = sum_i [log A - log B_i]`` with
+    ``A = mean_s a_s`` and ``B_i = mean_s a_s / p(y_i | theta_s)`` (``a_s = 1`` for posterior
+    draws, ``exp(lp - log_q)`` for a guide's). Its linearisation is the mean over draws of
+    ``h_s = n a_s / A - sum_i a_s / (p(y_i | theta_s) B_i)``, so the MCSE is
+    ``sd(h) / sqrt(ESS(h))`` with ArviZ's ESS of ``h`` over the chains (independent draws:
+    about S). It is the error of the unsmoothed estimate, which PSIS matches when every
+    k-hat is small; with large k-hat the variance may be infinite and this is too small.
+    It measures the error from using finitely many draws, the noise to allow for when
+    methods that approximate the same posterior are compared; ``se`` is the data-level
+    uncertainty of elpd and does not shrink with more draws.
+    """
+    names = _loo_names(idata)
+    if var_name not in (None, *names):
+        raise UserError(f"log_likelihood has no variable {var_name!r} (it has {names})")
+    var_name = var_name or names[0]
+    log_lik = idata.log_likelihood[var_name]
+    obs_dims = [d for d in log_lik.dims if d not in _SAMPLE_DIMS]
+    values = np.asarray(log_lik.transpose(*_SAMPLE_DIMS, *obs_dims).values, dtype=np.float64)
+    chains, draws = values.shape[:2]
+    values = values.reshape(chains, draws, -1)
+    log_ratio = _log_ratio(idata)
+    log_a = (
+        np.zeros((chains, draws))
+        if log_ratio is None
+        else np.asarray(log_ratio.transpose(*_SAMPLE_DIMS).values, dtype=np.float64)
+    )
+    total = chains * draws
+
+    def log_mean(x: np.ndarray) -> np.ndarray:  # log mean over all draws, per last-axis item
+        flat = x.reshape(total, -1)
+        top = flat.max(axis=0)
+        return np.log(np.mean(np.exp(flat - top), axis=0)) + top
+
+    log_ar = log_a[..., None] - values  # log a_s - log p(y_i | theta_s)
+    h = values.shape[-1] * np.exp(log_a - log_mean(log_a)[0])
+    h = h - np.exp(log_ar - log_mean(log_ar)).sum(axis=-1)
+    with _quiet_arviz():
+        ess = float(az.ess(h, method="mean"))
+    return float(np.std(h) / math.sqrt(ess))
+
+
+LOO_COLUMNS = (
+    "site",
+    "method",
+    "rank",
+    "elpd_loo",
+    "se",
+    "mcse",
+    "p_loo",
+    "elpd_diff",
+    "dse",
+    "khat_max",
+    "khat_bad",
+    "good_k",
+    "n_data",
+    "n_draws",
+    "q_corrected",
+)
+"""Keys of the rows of :func:`loo_table` (the columns of ``loo.csv``)."""
+
+
+def loo_table(idatas: Mapping[str, az.InferenceData]) -> list[dict[str, Any]]:
+    """PSIS-LOO of every method with a log-likelihood, compared with ``arviz.compare``.
+
+    Parameters
+    ----------
+    idatas : mapping of str to InferenceData
+        Method name -> its InferenceData (the same model); those without a
+        ``log_likelihood`` group are left out.
+
+    Returns
+    -------
+    list of dict
+        One row per observed site and method, in the order of ``idatas``, keys
+        :data:`LOO_COLUMNS`: ``elpd_loo`` and its ``se`` (nats, higher is better), its
+        Monte Carlo error ``mcse`` (:func:`loo_mcse`), ``p_loo``; from ``arviz.compare``
+        the ``rank`` (0 = highest elpd), ``elpd_diff`` (best minus this) and ``dse``
+        (standard error of that difference, over observations); the largest
+        Pareto k-hat, the number of observations whose k-hat exceeds ``good_k``
+        (``min(1 - 1 / log10(S), 0.7)``: their LOO estimates are unreliable), and whether
+        the ratios were corrected for a variational q. Empty when no method has a
+        log-likelihood.
+    """
+    by_site: dict[str, dict[str, ELPDData]] = {}
+    corrected = {}
+    for method, idata in idatas.items():
+        for site in loo_variables(idata):
+            by_site.setdefault(site, {})[method] = loo(idata, site)
+        corrected[method] = _log_ratio(idata) is not None
+    rows = []
+    for site, elpds in by_site.items():
+        with _quiet_arviz():
+            ranked = az.compare(elpds, ic="loo", scale="log")
+        for method, elpd in elpds.items():
+            k = np.asarray(elpd["pareto_k"], dtype=np.float64)
+            rows.append(
+                {
+                    "site": site,
+                    "method": method,
+                    "rank": int(ranked.loc[method, "rank"]),
+                    "elpd_loo": float(elpd["elpd_loo"]),
+                    "se": float(elpd["se"]),
+                    "mcse": loo_mcse(idatas[method], site),
+                    "p_loo": float(elpd["p_loo"]),
+                    "elpd_diff": float(ranked.loc[method, "elpd_diff"]),
+                    "dse": float(ranked.loc[method, "dse"]),
+                    "khat_max": float(np.max(k)),
+                    "khat_bad": int(np.sum(k > elpd["good_k"])),
+                    "good_k": float(elpd["good_k"]),
+                    "n_data": int(elpd["n_data_points"]),
+                    "n_draws": int(elpd["n_samples"]),
+                    "q_corrected": corrected[method],
+                }
+            )
+    return rows
 
 
 # --- overlays ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from PIL import Image
 
 from pyrovae import diagnostics
 from pyrovae.errors import UserError
+from pyrovae.infer.local import latent_names
 from pyrovae.infer.mcmc import McmcResult, run_mcmc
 from pyrovae.models.zoo import parameter_names
 
@@ -39,9 +40,10 @@ def _samples(gen: torch.Generator, chains: int = CHAINS, draws: int = DRAWS) -> 
     }
 
 
-def _nuts_result(divergences=(0, 0, 0, 0)) -> McmcResult:
+def _nuts_result(divergences=(0, 0, 0, 0), diverging=None) -> McmcResult:
     gen = _gen(1)
     return McmcResult(
+        diverging=diverging,
         kernel="nuts",
         samples=_samples(gen),
         acceptance_rate=torch.tensor([0.8, 0.85, 0.9, 0.75], dtype=torch.float64),
@@ -101,7 +103,7 @@ def test_from_mcmc_nuts_posterior_and_sample_stats():
     assert list(post.data_vars) == ["mu", "tau", "theta"]
     assert post["theta"].dims == ("chain", "draw", "theta_dim_0")
     assert post["theta"].shape == (CHAINS, DRAWS, 8)
-    np.testing.assert_array_equal(post["theta_dim_0"].values, np.arange(8))
+    np.testing.assert_array_equal(post["theta_dim_0"].values, np.arange(1, 9))  # Stan's theta[1]
     np.testing.assert_allclose(post["mu"].values, result.samples["mu"].numpy())
     stats = idata.sample_stats
     assert stats["acceptance_rate"].shape == (CHAINS, DRAWS)
@@ -116,6 +118,22 @@ def test_from_mcmc_nuts_posterior_and_sample_stats():
         "divergences": [0] * 4,
     }
     assert not [w for w in diagnostics.warnings(idata) if "divergent" in w]
+
+
+def _diverging_flags() -> torch.Tensor:
+    flags = torch.zeros(CHAINS, DRAWS, dtype=torch.bool)
+    flags[0, 7] = True
+    return flags
+
+
+def test_from_mcmc_keeps_which_draws_diverged():
+    idata = diagnostics.from_mcmc(_nuts_result((1, 0, 0, 0), _diverging_flags()), method="nuts")
+    diverging = idata.sample_stats["diverging"]
+    assert diverging.dtype == bool and diverging.shape == (CHAINS, DRAWS)
+    assert diverging.values.sum() == 1 and bool(diverging.values[0, 7])
+    assert [w for w in diagnostics.warnings(idata) if w.startswith("1 divergent")]
+    with pytest.raises(UserError, match="diverging has shape"):
+        diagnostics.from_mcmc(_nuts_result((1, 0, 0, 0), _diverging_flags()[:, :3]), method="n")
 
 
 def test_from_mcmc_divergence_counts_without_positions():
@@ -247,8 +265,8 @@ def test_from_local_dims_and_coords():
     z = idata.posterior["z"]
     assert z.dims == ("chain", "draw", "point", "latent")
     assert z.shape == (2, 10, 5, 2)
-    np.testing.assert_array_equal(z["point"].values, np.arange(5))
-    np.testing.assert_array_equal(z["latent"].values, np.arange(2))
+    np.testing.assert_array_equal(z["point"].values, np.arange(1, 6))
+    np.testing.assert_array_equal(z["latent"].values, np.arange(1, 3))
     np.testing.assert_allclose(z.values[1, 0], draws[10])
 
 
@@ -284,6 +302,9 @@ def _sources() -> dict:
     return {
         "mcmc": lambda: diagnostics.from_mcmc(_nuts_result(), method="nuts"),
         "divergent": lambda: diagnostics.from_mcmc(_nuts_result((1, 0, 0, 0)), method="nuts"),
+        "diverging": lambda: diagnostics.from_mcmc(
+            _nuts_result((1, 0, 0, 0), _diverging_flags()), method="nuts"
+        ),
         "metropolis": lambda: diagnostics.from_mcmc(_metropolis_result(), method="metropolis"),
         "samples": lambda: diagnostics.from_samples(
             _padded_guide_draws(),
@@ -294,6 +315,9 @@ def _sources() -> dict:
             khats=[0.2, math.nan],
             elbo=-12.0,
             log_likelihood={"y": _padded_guide_draws()["obs"]},
+            posterior_predictive={"y": _padded_guide_draws()["obs"] + 1.0},
+            observed_data={"y": np.arange(8.0)},
+            sample_stats={"lp": np.arange(200.0), "log_q": np.zeros(200)},
         ),
         "flat": lambda: diagnostics.from_flat(
             flat,
@@ -302,7 +326,13 @@ def _sources() -> dict:
             dims={"theta": ["school"]},
             coords={"school": [f"school {i}" for i in range(8)]},
         ),
-        "local": lambda: diagnostics.from_local(np.ones((12, 3, 2)), method="amortized", chains=3),
+        "local": lambda: diagnostics.from_local(
+            np.ones((12, 3, 2)),
+            method="amortized",
+            chains=3,
+            log_likelihood=-np.ones((12, 3)),
+            observed=np.zeros((3, 5)),
+        ),
     }
 
 
@@ -392,7 +422,7 @@ def test_warnings_rhat_on_chains_that_have_not_mixed():
     # a vector: the line names the worst element
     v = np.stack([rng.normal(size=(4, 500)), stuck], axis=-1).reshape(2000, 2)
     vector = diagnostics.from_samples({"v": v}, method="t", parameters={"v": (2,)}, chains=4)
-    assert "v[1] (" in diagnostics.warnings(vector)[0]
+    assert "v[2] (" in diagnostics.warnings(vector)[0]  # the second element, 1-based
     # one chain: no R-hat warning (R-hat needs several chains), even with a jump inside it
     jump = np.concatenate([np.zeros(500), np.full(500, 5.0)]) + rng.normal(size=1000) * 0.1
     assert not [w for w in diagnostics.warnings(_idata(jump[None, :])) if w.startswith("r_hat")]
@@ -445,3 +475,151 @@ def test_plot_overlays_single_scalar_and_var_names(tmp_path):
     _check_png(two["pair"])
     with pytest.raises(UserError, match="no variable"):
         diagnostics.plot_overlays({"a": _idata(np.zeros((1, 10)))}, tmp_path, var_names=["y"])
+
+
+# --- 1-based names ----------------------------------------------------------------------------
+
+
+def test_labels_are_stan_names_in_every_table():
+    """ArviZ's labels, the warnings and the comparison tables all say theta[1] .. theta[8]."""
+    names, flat = _flat_draws()
+    sources = [
+        diagnostics.from_mcmc(_nuts_result(), method="nuts", parameters=PARAMETERS),
+        diagnostics.from_samples(
+            _padded_guide_draws(), method="q", parameters=PARAMETERS, chains=CHAINS
+        ),
+        diagnostics.from_flat(flat, names, method="reference", parameters=PARAMETERS),
+    ]
+    for idata in sources:
+        assert list(diagnostics.summary(idata).index) == names  # parameter_names order
+    local = diagnostics.from_local(np.random.default_rng(0).normal(size=(8, 2, 3)), method="a")
+    assert list(diagnostics.summary(local).index) == latent_names(2, 3)  # "z[1,1]", no space
+    stuck = np.repeat(np.arange(4.0), 50)[:, None] * np.eye(1, 3, 2)  # only z[.,3] is stuck
+    stuck = stuck + np.random.default_rng(0).normal(size=(200, 3)) * 0.01
+    vector = diagnostics.from_samples({"w": stuck}, method="t", parameters={"w": (3,)}, chains=4)
+    assert "w[3] (" in diagnostics.warnings(vector)[0]
+
+
+# --- leave-one-out ----------------------------------------------------------------------------
+
+# normal_normal: y_i ~ N(mu, 1), mu ~ N(0, 10^2); the LOO predictive of y_i is
+# N(m_-i, 1 + v_-i), so the exact elpd_loo is known in closed form.
+_Y = np.random.default_rng(11).normal(1.5, 1.0, size=20)
+
+
+def _exact_posterior(y: np.ndarray) -> tuple[float, float]:
+    variance = 1.0 / (1.0 / 100.0 + len(y))
+    return variance * y.sum(), variance
+
+
+def _exact_elpd_loo(y: np.ndarray) -> float:
+    total = 0.0
+    for i in range(len(y)):
+        mean, variance = _exact_posterior(np.delete(y, i))
+        scale = 1.0 + variance
+        total += -0.5 * math.log(2 * math.pi * scale) - 0.5 * (y[i] - mean) ** 2 / scale
+    return total
+
+
+def _normal_idata(mu: np.ndarray, log_q: np.ndarray | None = None, chains: int = 1):
+    """InferenceData of draws of mu with the pointwise log-likelihood of _Y."""
+    log_lik = -0.5 * math.log(2 * math.pi) - 0.5 * (_Y[None, :] - mu[:, None]) ** 2
+    stats = None
+    if log_q is not None:
+        mean, variance = _exact_posterior(_Y)
+        stats = {"lp": -0.5 * (mu - mean) ** 2 / variance, "log_q": log_q}  # lp up to a constant
+    return diagnostics.from_samples(
+        {"mu": mu},
+        method="t",
+        parameters={"mu": ()},
+        chains=chains,
+        log_likelihood={"y": log_lik},
+        sample_stats=stats,
+    )
+
+
+def test_loo_of_exact_draws_matches_the_closed_form_within_its_mcse():
+    mean, variance = _exact_posterior(_Y)
+    mu = np.random.default_rng(12).normal(mean, math.sqrt(variance), size=4000)
+    idata = _normal_idata(mu)
+    elpd = diagnostics.loo(idata)
+    mcse = diagnostics.loo_mcse(idata)
+    assert 0.005 < mcse < 0.1
+    assert abs(float(elpd["elpd_loo"]) - _exact_elpd_loo(_Y)) < 4 * mcse
+    assert float(elpd["pareto_k"].max()) < 0.5
+    assert elpd["loo_i"].dims == ("y_dim_0",)
+
+
+def test_loo_mcse_matches_the_spread_over_seeds():
+    """The delta-method MCSE against the sd of 30 independent estimates (whose own relative
+    error is about 1 / sqrt(2 * 29) = 0.13, so a ratio within 0.6..1.4 is > 3 of those)."""
+    mean, variance = _exact_posterior(_Y)
+    estimates, mcses = [], []
+    for seed in range(30):
+        mu = np.random.default_rng(100 + seed).normal(mean, math.sqrt(variance), size=1000)
+        idata = _normal_idata(mu)
+        estimates.append(float(diagnostics.loo(idata)["elpd_loo"]))
+        mcses.append(diagnostics.loo_mcse(idata))
+    ratio = np.std(estimates, ddof=1) / np.mean(mcses)
+    assert 0.6 < ratio < 1.4
+
+
+def test_corrected_loo_of_a_wrong_q_is_right_and_the_naive_one_is_not():
+    """Draws of q = N(m + 0.5 sd, (1.5 sd)^2) with their lp and log_q estimate the exact elpd;
+    treating them as posterior draws is off by more than a nat."""
+    mean, variance = _exact_posterior(_Y)
+    sd = math.sqrt(variance)
+    q_mean, q_sd = mean + 0.5 * sd, 1.5 * sd
+    mu = np.random.default_rng(13).normal(q_mean, q_sd, size=4000)
+    log_q = -0.5 * ((mu - q_mean) / q_sd) ** 2 - math.log(q_sd)
+    corrected = _normal_idata(mu, log_q)
+    exact = _exact_elpd_loo(_Y)
+    elpd = float(diagnostics.loo(corrected)["elpd_loo"])
+    assert abs(elpd - exact) < 4 * diagnostics.loo_mcse(corrected)
+    naive = float(diagnostics.loo(_normal_idata(mu))["elpd_loo"])
+    assert abs(naive - exact) > 1.0
+
+
+def test_corrected_loo_equals_arviz_when_q_is_the_posterior():
+    """With log p - log q constant the correction cancels: arviz.loo's numbers exactly."""
+    mu = np.random.default_rng(14).normal(1.5, 0.2, size=2000)
+    plain = diagnostics.loo(_normal_idata(mu))
+    corrected = diagnostics.loo(
+        diagnostics.from_samples(
+            {"mu": mu},
+            method="t",
+            parameters={"mu": ()},
+            log_likelihood={"y": _normal_idata(mu).log_likelihood["y"].values[0]},
+            sample_stats={"lp": np.full(2000, 3.0), "log_q": np.zeros(2000)},
+        )
+    )
+    for key in ("elpd_loo", "se", "p_loo"):
+        assert float(corrected[key]) == pytest.approx(float(plain[key]), rel=1e-10)
+    np.testing.assert_allclose(corrected["pareto_k"].values, plain["pareto_k"].values)
+
+
+def test_loo_table_compares_methods_and_skips_what_has_no_loo():
+    mean, variance = _exact_posterior(_Y)
+    rng = np.random.default_rng(15)
+    idatas = {
+        "reference": _normal_idata(rng.normal(mean, math.sqrt(variance), size=2000)),
+        "shifted": _normal_idata(rng.normal(mean + 3 * math.sqrt(variance), 0.2, size=2000)),
+        "no_log_lik": _idata(rng.normal(size=(1, 100))),
+        "local": diagnostics.from_local(
+            rng.normal(size=(100, 2, 1)), method="amortized", log_likelihood=-np.ones((100, 2))
+        ),
+    }
+    rows = diagnostics.loo_table(idatas)
+    assert [r["method"] for r in rows] == ["reference", "shifted"]
+    assert all(set(r) == set(diagnostics.LOO_COLUMNS) for r in rows)
+    reference, shifted = rows
+    assert reference["rank"] == 0 and reference["elpd_diff"] == 0.0
+    # a posterior 3 sd off predicts worse: about n (3 sd)^2 / 2 = 4.5 nats
+    assert shifted["rank"] == 1 and 3.0 < shifted["elpd_diff"] < 6.0
+    assert reference["n_data"] == 20 and reference["n_draws"] == 2000
+    assert not reference["q_corrected"] and reference["khat_bad"] == 0
+    with pytest.raises(UserError, match="no log_likelihood"):
+        diagnostics.loo(idatas["no_log_lik"])
+    with pytest.raises(UserError, match="harmonic-mean") as err:
+        diagnostics.loo(idatas["local"])
+    assert "\n" not in str(err.value)
