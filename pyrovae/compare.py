@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,6 +57,9 @@ from pyrovae.distances import (
     sd_ratio,
     wasserstein1_sd,
 )
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = [
     "DPI",
@@ -155,6 +158,11 @@ class MethodResult:
         Evidence lower bound in nats, for variational fits.
     log_evidence_estimate : float or None
         An estimate of log p(y) in nats (e.g. importance sampled).
+    posterior : arviz.InferenceData or None
+        The same draws with everything the method knows about them (MCMC chains and
+        sample_stats, pointwise log-likelihood, ...), as :mod:`pyrovae.diagnostics`
+        builds it; ``None`` when the draws are all there is. Only carried here: the
+        metrics of this module use ``draws``.
     """
 
     method: str
@@ -165,6 +173,7 @@ class MethodResult:
     khats: tuple[float, ...] = ()
     elbo: float | None = None
     log_evidence_estimate: float | None = None
+    posterior: az.InferenceData | None = None
 
     def __post_init__(self) -> None:
         draws = _as_draws(self.draws, f"draws of {self.method!r}")
@@ -207,6 +216,9 @@ class Comparison:
         problems as text (empty when none).
     noise_floor : dict
         :func:`noise_floor` of the reference.
+    reference_posterior : arviz.InferenceData or None
+        The reference as InferenceData with what is known beyond its draws (a long
+        NUTS run's chains and sample_stats, a log-likelihood), where the caller has it.
     """
 
     reference_name: str
@@ -217,6 +229,7 @@ class Comparison:
     summary: list[dict] = field(default_factory=list)
     method_rows: list[dict] = field(default_factory=list)
     noise_floor: dict[str, float] = field(default_factory=dict)
+    reference_posterior: az.InferenceData | None = None
 
     def to_markdown(self) -> str:
         """Methods table, then the per-parameter table, with units and flagged problems."""
@@ -258,6 +271,7 @@ def compare(
     reference_name: str,
     log_evidence: float | None = None,
     seed: int = 0,
+    reference_posterior: az.InferenceData | None = None,
 ) -> Comparison:
     """Measure each method's draws against the reference and flag clear problems.
 
@@ -281,6 +295,8 @@ def compare(
         Exact log p(y), to compare with each method's ``log_evidence_estimate``.
     seed : int
         Seed of every shuffle and subsample.
+    reference_posterior : arviz.InferenceData or None
+        Kept in :attr:`Comparison.reference_posterior` (not used by the metrics).
 
     Returns
     -------
@@ -315,6 +331,7 @@ def compare(
         summary=summary,
         method_rows=method_rows,
         noise_floor=floor,
+        reference_posterior=reference_posterior,
     )
 
 

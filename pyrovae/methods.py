@@ -11,6 +11,16 @@ name, or a user's own Pyro model loaded with :func:`load_user_model`. Methods:
 The reference is, in order of preference: a file of posteriordb reference
 draws given by the user, the exact (Gaussian) posterior, the posteriordb
 reference draws of the model, or a long NUTS run.
+
+Every method's :class:`~pyrovae.compare.MethodResult` (and the comparison's
+reference) also carries its posterior as ArviZ InferenceData
+(:mod:`pyrovae.diagnostics`): MCMC through ``from_mcmc`` (chains and
+sample_stats kept), guides through ``from_samples`` (``lp`` and ``log_q`` per
+draw), each with the pointwise ``log_likelihood`` of the observed sites and
+``observed_data`` (:mod:`pyrovae.infer.pointwise`), and ``posterior_predictive``
+on request. The reference gets a log-likelihood where its draws cover every
+latent site of the model (not for eight_schools_noncentered, whose reference
+draws lack ``theta_trans``).
 """
 
 from __future__ import annotations
@@ -20,20 +30,25 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from pyrovae import diagnostics
 from pyrovae.compare import Comparison, MethodResult, compare, psis_khat
 from pyrovae.errors import UserError
 from pyrovae.infer.local import METROPOLIS_EXTRA
-from pyrovae.infer.mcmc import KERNELS, run_mcmc
-from pyrovae.infer.variational import GUIDES, fit_guide, guide_samples, importance_log_ratios
+from pyrovae.infer.mcmc import KERNELS, McmcResult, run_mcmc
+from pyrovae.infer.pointwise import Pointwise, model_sites, pointwise
+from pyrovae.infer.variational import GUIDES, fit_guide, guide_draws, importance_log_ratios
 from pyrovae.models.zoo import ZooModel, flatten, parameter_names
 from pyrovae.posteriordb import load_reference_draws
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -41,6 +56,7 @@ __all__ = [
     "METHODS",
     "compare_posterior",
     "load_user_model",
+    "mcmc_posterior",
     "reference_draws",
     "run_method",
 ]
@@ -70,6 +86,14 @@ def reference_draws(
 ) -> tuple[np.ndarray, str]:
     """Reference draws ``(R, P)`` in the order of ``parameter_names(model.parameters)``,
     and where they came from."""
+    draws, source, _ = _reference(model, reference_file, seed, progress)
+    return draws, source
+
+
+def _reference(
+    model: ZooModel, reference_file: str | Path | None, seed: int, progress: bool
+) -> tuple[np.ndarray, str, McmcResult | None]:
+    """:func:`reference_draws` and, for a long NUTS run, its :class:`McmcResult`."""
     names = parameter_names(model.parameters)
     if reference_file is not None or (model.exact is None and model.reference is not None):
         file_names, draws = load_reference_draws(reference_file or model.reference)
@@ -80,11 +104,11 @@ def reference_draws(
                 f"(they have {', '.join(file_names[:6])}...)"
             )
         columns = [file_names.index(n) for n in names]
-        return draws.reshape(-1, draws.shape[-1])[:, columns], "posteriordb"
+        return draws.reshape(-1, draws.shape[-1])[:, columns], "posteriordb", None
     if model.exact is not None:
         generator = np.random.default_rng(seed)
         mean, cov = model.exact.mean.numpy(), model.exact.covariance.numpy()
-        return generator.multivariate_normal(mean, cov, size=REFERENCE_DRAWS), "analytic"
+        return generator.multivariate_normal(mean, cov, size=REFERENCE_DRAWS), "analytic", None
     chains = MCMC_CHAINS
     result = run_mcmc(
         model.model,
@@ -96,7 +120,7 @@ def reference_draws(
         seed=seed + 1000,
         progress=progress,
     )
-    return _flat_mcmc(result.samples, model), "nuts (long run)"
+    return _flat_mcmc(result.samples, model), "nuts (long run)", result
 
 
 def _flat_mcmc(samples: dict[str, torch.Tensor], model: ZooModel) -> np.ndarray:
@@ -104,8 +128,72 @@ def _flat_mcmc(samples: dict[str, torch.Tensor], model: ZooModel) -> np.ndarray:
     return flat.reshape(-1, flat.shape[-1])
 
 
+def _unflatten(draws: np.ndarray, parameters: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """``(S, P)`` columns in :func:`parameter_names` order -> site -> ``(S, *shape)``."""
+    out, start = {}, 0
+    for name, shape in parameters.items():
+        size = math.prod(shape)
+        out[name] = draws[:, start : start + size].reshape(draws.shape[0], *shape)
+        start += size
+    return out
+
+
+def _groups(pw: Pointwise, chains: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Keyword arguments of the converters; ``chains``: reshape ``(S, ...)`` to
+    ``(chains, S // chains, ...)``."""
+
+    def split(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if chains is None:
+            return arrays
+        return {k: a.reshape(chains, -1, *a.shape[1:]) for k, a in arrays.items()}
+
+    return {
+        "log_likelihood": split(pw.log_likelihood),
+        "posterior_predictive": split(pw.posterior_predictive),
+        "observed_data": pw.observed_data,
+    }
+
+
+def mcmc_posterior(
+    model: ZooModel, result: McmcResult, method: str, *, predictive: bool = False, seed: int = 0
+) -> az.InferenceData:
+    """An MCMC run on ``model`` as InferenceData with every group it can have.
+
+    Posterior (the reported sites ``model.parameters``), sample_stats (acceptance,
+    step size, tree size, divergences), the pointwise log-likelihood and observed data
+    of the observed sites, and ``posterior_predictive`` if ``predictive``.
+    """
+    first = next(iter(result.samples.values()))
+    chains, draws = first.shape[:2]
+    latent = {k: v.reshape(chains * draws, *v.shape[2:]) for k, v in result.samples.items()}
+    pw = pointwise(model.model, model.data, latent, predictive=predictive, seed=seed)
+    return diagnostics.from_mcmc(
+        result, method=method, parameters=model.parameters, **_groups(pw, chains)
+    )
+
+
+def _reference_posterior(
+    model: ZooModel,
+    draws: np.ndarray,
+    source: str,
+    mcmc: McmcResult | None,
+    predictive: bool,
+    seed: int,
+) -> az.InferenceData:
+    """The reference as InferenceData; a log-likelihood where its draws cover every latent."""
+    method = f"reference ({source})"
+    if mcmc is not None:
+        return mcmc_posterior(model, mcmc, method, predictive=predictive, seed=seed)
+    names = parameter_names(model.parameters)
+    groups = {}
+    if set(model_sites(model.model, model.data).latent) <= set(model.parameters):
+        latent = _unflatten(draws, model.parameters)
+        groups = _groups(pointwise(model.model, model.data, latent, predictive=predictive))
+    return diagnostics.from_flat(draws, names, method=method, parameters=model.parameters, **groups)
+
+
 def _mcmc_method(
-    model: ZooModel, kernel: str, num_samples: int, seed: int, progress: bool
+    model: ZooModel, kernel: str, num_samples: int, seed: int, progress: bool, predictive: bool
 ) -> MethodResult:
     chains = MCMC_CHAINS
     per_chain = max(1, num_samples // chains)
@@ -122,34 +210,64 @@ def _mcmc_method(
         progress=progress,
     )
     ess = flatten({k: v.unsqueeze(0) for k, v in result.ess.items()}, model.parameters)[0]
-    return MethodResult(kernel, _flat_mcmc(result.samples, model), seconds=result.seconds, ess=ess)
+    return MethodResult(
+        kernel,
+        _flat_mcmc(result.samples, model),
+        seconds=result.seconds,
+        ess=ess,
+        posterior=mcmc_posterior(model, result, kernel, predictive=predictive, seed=seed),
+    )
 
 
 def _variational_method(
-    model: ZooModel, guide: str, num_samples: int, seeds: int, seed: int, progress: bool
+    model: ZooModel,
+    guide: str,
+    num_samples: int,
+    seeds: int,
+    seed: int,
+    progress: bool,
+    predictive: bool,
 ) -> MethodResult:
-    sites = list(model.parameters)
+    """Fit ``seeds`` times for k-hat; the first fit's draws are the method's posterior."""
+    latent = model_sites(model.model, model.data).latent
+    sites = list(dict.fromkeys([*model.parameters, *latent]))
     khats, first = [], None
     for offset in range(seeds):
         fit = fit_guide(model.model, model.data, guide, seed=seed + offset, progress=progress)
-        log_ratios = importance_log_ratios(
-            model.model, fit.guide, model.data, num_samples, seed=seed + offset
-        )
-        khats.append(psis_khat(log_ratios))
         if first is None:
-            samples = guide_samples(model.model, fit.guide, model.data, sites, num_samples, seed)
-            top = log_ratios.max()
-            evidence = float(top + np.log(np.mean(np.exp(log_ratios - top))))
-            first = (flatten(samples, model.parameters), fit, evidence)
-    draws, fit, evidence = first
+            draws = guide_draws(model.model, fit.guide, model.data, sites, num_samples, seed)
+            log_ratios = draws.log_ratios
+            first = (draws, fit)
+        else:
+            log_ratios = importance_log_ratios(
+                model.model, fit.guide, model.data, num_samples, seed=seed + offset
+            )
+        khats.append(psis_khat(log_ratios))
+    draws, fit = first
+    ratios = draws.log_ratios
+    top = ratios.max()
+    evidence = float(top + np.log(np.mean(np.exp(ratios - top))))
+    pw = pointwise(model.model, model.data, draws.samples, predictive=predictive, seed=seed)
+    posterior = diagnostics.from_samples(
+        draws.samples,
+        method=guide,
+        parameters=model.parameters,
+        khat=max(khats),
+        khats=khats,
+        elbo=fit.elbo,
+        seconds=fit.seconds,
+        sample_stats={"lp": draws.log_joint, "log_q": draws.log_q},
+        **_groups(pw),
+    )
     return MethodResult(
         guide,
-        draws,
+        flatten(draws.samples, model.parameters),
         seconds=fit.seconds,
         khat=max(khats),
         khats=tuple(khats),
         elbo=fit.elbo,
         log_evidence_estimate=evidence,
+        posterior=posterior,
     )
 
 
@@ -161,12 +279,14 @@ def run_method(
     seeds: int = 3,
     seed: int = 0,
     progress: bool = False,
+    predictive: bool = False,
 ) -> MethodResult:
-    """One method's draws ``(num_samples, P)`` and its diagnostics."""
+    """One method's draws ``(num_samples, P)``, its diagnostics and its InferenceData
+    (``MethodResult.posterior``; ``posterior_predictive`` too if ``predictive``)."""
     _check_methods([method])
     if method in KERNELS:
-        return _mcmc_method(model, method, num_samples, seed, progress)
-    return _variational_method(model, method, num_samples, seeds, seed, progress)
+        return _mcmc_method(model, method, num_samples, seed, progress, predictive)
+    return _variational_method(model, method, num_samples, seeds, seed, progress, predictive)
 
 
 def compare_posterior(
@@ -178,12 +298,25 @@ def compare_posterior(
     seeds: int = 3,
     seed: int = 0,
     progress: bool = False,
+    predictive: bool = False,
 ) -> Comparison:
-    """Every method in ``methods`` against the reference for ``model``."""
+    """Every method in ``methods`` against the reference for ``model``.
+
+    ``predictive``: add ``posterior_predictive`` draws (one replicate of the data per
+    posterior draw) to every method's and the reference's InferenceData.
+    """
     _check_methods(methods)
-    reference, source = reference_draws(model, reference_file, seed=seed, progress=progress)
+    reference, source, mcmc = _reference(model, reference_file, seed, progress)
     results = [
-        run_method(model, m, num_samples=num_samples, seeds=seeds, seed=seed, progress=progress)
+        run_method(
+            model,
+            m,
+            num_samples=num_samples,
+            seeds=seeds,
+            seed=seed,
+            progress=progress,
+            predictive=predictive,
+        )
         for m in methods
     ]
     return compare(
@@ -193,6 +326,7 @@ def compare_posterior(
         reference_name=source,
         log_evidence=model.log_evidence,
         seed=seed,
+        reference_posterior=_reference_posterior(model, reference, source, mcmc, predictive, seed),
     )
 
 

@@ -138,3 +138,16 @@ def test_user_model_errors_are_one_line(tmp_path, target, data, message):
             target.format(dir=tmp_path), None if data is None else data.format(dir=tmp_path)
         )
     assert "\n" not in str(err.value)
+
+
+@needs_posteriordb
+def test_reference_gets_a_log_likelihood_only_where_its_draws_cover_every_latent():
+    from pyrovae.methods import _reference, _reference_posterior
+
+    for name, expected in [("eight_schools_centered", True), ("eight_schools_noncentered", False)]:
+        model = zoo.get_model(name)
+        draws, source, mcmc = _reference(model, None, 0, False)
+        idata = _reference_posterior(model, draws, source, mcmc, False, 0)
+        assert ("log_likelihood" in idata.groups()) is expected, name  # noncentered: theta_trans
+        assert idata.attrs["method"] == "reference (posteriordb)"
+        assert list(idata.posterior.data_vars) == ["theta", "mu", "tau"]
