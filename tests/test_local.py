@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import synthetic_spec
 
-from pyrovae import linear_gaussian
+from pyrovae import diagnostics, linear_gaussian
 from pyrovae.infer.local import frozen, latent_names, local_comparison, local_posteriors
 from pyrovae.pipeline import train_model
 
@@ -19,8 +19,8 @@ def local(tmp_path_factory):
         synthetic_spec("train.epochs=30"), tmp_path_factory.mktemp("r"), progress=False
     )
     x = outcome.data.test[:3]
-    result = local_posteriors(outcome.vae, x, num_samples=1000, warmup_steps=300, num_chains=2)
-    return outcome.vae, x, result
+    result = local_posteriors(outcome.model, x, num_samples=1000, warmup_steps=300, num_chains=2)
+    return outcome.model, x, result
 
 
 def test_all_points_sampled_in_one_plate_against_the_exact_posterior(local):
@@ -62,3 +62,31 @@ def test_frozen_copy_leaves_the_model_alone():
     copy = frozen(vae)
     assert all(p.requires_grad for p in vae.parameters())
     assert not any(p.requires_grad for p in copy.parameters())
+
+
+def test_local_posteriors_as_inference_data(local):
+    """Every method's InferenceData: z (point, latent) with 1-based coords as the comparison
+    names them, MCMC sample_stats kept, each point's log-likelihood, no LOO."""
+    _, _, result = local
+    for method, log_lik in result.log_likelihood.items():
+        assert log_lik.shape == (result.draws[method].shape[0], 3), method
+        assert np.isfinite(log_lik).all()
+    comparison = local_comparison(result)
+    idatas = {"reference": comparison.reference_posterior}
+    idatas.update({m.method: m.posterior for m in comparison.methods})
+    for name, idata in idatas.items():
+        z = idata.posterior["z"]
+        assert z.dims == ("chain", "draw", "point", "latent"), name
+        np.testing.assert_array_equal(z["point"].values, [1, 2, 3])
+        assert idata.log_likelihood["x"].dims == ("chain", "draw", "point")
+        assert idata.observed_data["x"].dims == ("point", "pixel")
+        assert diagnostics.loo_variables(idata) == []  # see LOCAL_LOO_NOTE
+    assert list(diagnostics.summary(idatas["per_point"]).index[:2]) == ["z[1,1]", "z[1,2]"]
+    nuts = idatas["reference"]
+    assert nuts.posterior["z"].shape[:2] == (2, 1000)  # the run's chains, not a flat draw axis
+    assert {"diverging", "tree_size", "acceptance_rate"} <= set(nuts.sample_stats.data_vars)
+    np.testing.assert_allclose(
+        nuts.log_likelihood["x"].values.reshape(-1, 3), result.log_likelihood["nuts"]
+    )
+    # E_q* log p(x | z) <= ELBO(q*) + KL: the reconstruction term beats the ELBO per point
+    assert (result.log_likelihood["per_point"].mean(0) > result.elbo["per_point"]).all()

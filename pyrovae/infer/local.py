@@ -15,13 +15,19 @@ than N runs: one tree per iteration serves every point.
 Gaps per point, in nats: approximation gap log p(x) - ELBO(q*), amortization
 gap ELBO(q*) - ELBO(q_phi), with log p(x) importance-sampled with q* as the
 proposal.
+
+Each method's draws also get the log-likelihood log p(x_n | z_s) of each point at
+each draw (:mod:`pyrovae.infer.pointwise`), saved in its InferenceData
+(:func:`local_idata`). It is the reconstruction term per draw; it is not used for
+PSIS-LOO, which here would be a harmonic-mean estimate of the prior predictive
+p(x_n) (see :func:`pyrovae.diagnostics.from_local`).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyro
@@ -30,14 +36,19 @@ import torch
 from torch import nn
 from torch.nn.functional import softplus
 
+from pyrovae import diagnostics
 from pyrovae.compare import Comparison, MethodResult, compare
 from pyrovae.errors import UserError
 from pyrovae.evaluate import importance_log_likelihood
 from pyrovae.infer.mcmc import McmcResult, run_mcmc
 from pyrovae.infer.objectives import log_weights
+from pyrovae.infer.pointwise import pointwise
 from pyrovae.infer.variational import fit_guide
 from pyrovae.likelihoods import MIN_SCALE, _inverse_positive
 from pyrovae.models.vae import VAE
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = [
     "METROPOLIS_EXTRA",
@@ -47,6 +58,7 @@ __all__ = [
     "gap_table",
     "latent_names",
     "local_comparison",
+    "local_idata",
     "local_posteriors",
 ]
 
@@ -85,6 +97,8 @@ class LocalPosteriors(NamedTuple):
     """``(N,)`` importance-sampled log p(x) (proposal q*)."""
     elbo: dict[str, np.ndarray]
     """``"amortized"`` / ``"per_point"`` -> ``(N,)`` ELBO in nats."""
+    log_likelihood: dict[str, np.ndarray]
+    """method -> ``(S, N)`` log p(x_n | z_s) of each point at each draw, in nats."""
 
     @property
     def approximation_gap(self) -> np.ndarray:
@@ -188,7 +202,11 @@ def local_posteriors(
             "amortized": _elbo(vae, vae.guide, x, particles),
             "per_point": _elbo(vae, guide, x, particles),
         }
-    return LocalPosteriors(x, draws, seconds, mcmc, log_px, elbo)
+    log_lik = {
+        method: pointwise(vae.model, {"x": x}, {"z": z}).log_likelihood["x"]
+        for method, z in draws.items()
+    }
+    return LocalPosteriors(x, draws, seconds, mcmc, log_px, elbo, log_lik)
 
 
 class _Pair(NamedTuple):
@@ -201,8 +219,51 @@ def latent_names(n_points: int, latent_dim: int) -> list[str]:
     return [f"z[{n + 1},{u + 1}]" for n in range(n_points) for u in range(latent_dim)]
 
 
+def local_idata(local: LocalPosteriors, method: str, name: str | None = None) -> az.InferenceData:
+    """One method's local posteriors as ArviZ InferenceData.
+
+    Variable ``z`` with dims ``("chain", "draw", "point", "latent")``, the log-likelihood
+    ``x`` ``(chain, draw, point)`` and the points as ``observed_data``. MCMC runs go
+    through :func:`~pyrovae.diagnostics.from_mcmc` (their chains and sample_stats are
+    kept), the variational draws through :func:`~pyrovae.diagnostics.from_local` (one
+    chain of independent draws).
+
+    Parameters
+    ----------
+    method : str
+        A key of ``local.draws``.
+    name : str, optional
+        Stored as ``attrs["method"]``; default ``method``.
+    """
+    name = name or method
+    log_lik = local.log_likelihood[method]
+    elbo = float(local.elbo[method].sum()) if method in local.elbo else None
+    if method in local.mcmc:
+        result = local.mcmc[method]
+        chains = result.samples["z"].shape[0]
+        return diagnostics.from_mcmc(
+            result,
+            method=name,
+            parameters={"z": tuple(local.draws[method].shape[1:])},
+            dims=diagnostics.LOCAL_DIMS,
+            log_likelihood={"x": log_lik.reshape(chains, -1, *log_lik.shape[1:])},
+            observed_data={"x": local.x},
+            loo_note=diagnostics.LOCAL_LOO_NOTE,
+        )
+    return diagnostics.from_local(
+        local.draws[method],
+        method=name,
+        seconds=local.seconds[method],
+        elbo=elbo,
+        log_likelihood=log_lik,
+        observed=local.x,
+    )
+
+
 def local_comparison(local: LocalPosteriors, seed: int = 0) -> Comparison:
     """Every method's local posteriors against NUTS, as a :class:`Comparison`.
+
+    Every :class:`MethodResult` (and the reference) carries its :func:`local_idata`.
 
     Raises
     ------
@@ -222,10 +283,22 @@ def local_comparison(local: LocalPosteriors, seed: int = 0) -> Comparison:
             ess = local.mcmc[method].ess["z"].reshape(-1).numpy()
         elbo = float(local.elbo[method].sum()) if method in local.elbo else None
         methods.append(
-            MethodResult(method, flat[method], seconds=local.seconds[method], ess=ess, elbo=elbo)
+            MethodResult(
+                method,
+                flat[method],
+                seconds=local.seconds[method],
+                ess=ess,
+                elbo=elbo,
+                posterior=local_idata(local, method),
+            )
         )
     return compare(
-        flat["nuts"], tuple(latent_names(n, latent)), methods, reference_name="nuts", seed=seed
+        flat["nuts"],
+        tuple(latent_names(n, latent)),
+        methods,
+        reference_name="nuts",
+        seed=seed,
+        reference_posterior=local_idata(local, "nuts", "reference (nuts)"),
     )
 
 
