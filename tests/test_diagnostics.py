@@ -171,6 +171,10 @@ def test_from_mcmc_real_metropolis_run(tmp_path):
     assert idata.observed_data["y"].dims == ("y_dim_0",)
     back = diagnostics.load(diagnostics.save(idata, tmp_path / "m.nc"))
     assert back.attrs["kernel"] == "metropolis"
+    assert set(back.sample_stats.data_vars) == {"acceptance_rate", "step_size"}
+    np.testing.assert_allclose(
+        back.sample_stats["acceptance_rate"].values[:, 0], result.acceptance_rate.numpy()
+    )
 
 
 def test_from_mcmc_groups_dims_and_coords():
