@@ -31,6 +31,9 @@ from pyrovae import _checks as c
 from pyrovae.errors import SpecError
 
 __all__ = [
+    "AUTOENCODER_KINDS",
+    "KINDS",
+    "AutoencoderSpec",
     "DataSpec",
     "GuideSpec",
     "LikelihoodSpec",
@@ -50,6 +53,9 @@ __all__ = [
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "laplace")
 BINARY_LIKELIHOODS = ("bernoulli",)
 UNIT_INTERVAL_LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
+KINDS = ("vae", "ae", "tied_ae", "denoising_ae", "sparse_ae")
+AUTOENCODER_KINDS = KINDS[1:]
+"""The deterministic ancestors of the VAE: point-mass guides, no prior."""
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid")
 
 
@@ -131,16 +137,41 @@ class GuideSpec:
 
 
 @dataclass(frozen=True)
+class AutoencoderSpec:
+    """Settings of the autoencoder kinds (ignored by the VAE)."""
+
+    corruption: str = _field(
+        "mask",
+        c.choice("mask", "gaussian"),
+        "denoising_ae: mask (set a share of pixels to 0) or gaussian (add noise)",
+    )
+    corruption_level: float = _field(
+        0.3, c.non_negative_float, "denoising_ae: share of pixels masked, or the noise sd"
+    )
+    sparsity_target: float = _field(
+        0.05, c.fraction(False), "sparse_ae: rho, the target mean activation of each code unit"
+    )
+    sparsity_weight: float = _field(
+        3.0, c.non_negative_float, "sparse_ae: weight of sum_j KL(rho || rho_hat_j)"
+    )
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """The generative model, its networks and the guide."""
 
-    kind: str = _field("vae", c.choice("vae"), "model kind")
+    kind: str = _field(
+        "vae",
+        c.choice(*KINDS),
+        "vae, or an autoencoder: ae, tied_ae, denoising_ae, sparse_ae",
+    )
     latent_dim: int = _field(2, c.integer(1), "dimension of z")
     encoder: NetworkSpec = field(default_factory=NetworkSpec)
     decoder: NetworkSpec = field(default_factory=lambda: NetworkSpec(hidden=(128, 256)))
     likelihood: LikelihoodSpec = field(default_factory=LikelihoodSpec)
     prior: PriorSpec = field(default_factory=PriorSpec)
     guide: GuideSpec = field(default_factory=GuideSpec)
+    autoencoder: AutoencoderSpec = field(default_factory=AutoencoderSpec)
 
 
 @dataclass(frozen=True)
@@ -256,6 +287,59 @@ def _check_consistency(spec: Spec) -> None:
         raise SpecError(
             "model.likelihood.scale",
             f"only gaussian and laplace likelihoods have a scale, not '{m.likelihood.name}'",
+        )
+    if m.kind in AUTOENCODER_KINDS:
+        _check_autoencoder(spec)
+
+
+def _check_autoencoder(spec: Spec) -> None:
+    """An autoencoder's guide is a point mass and it has no prior: no KL term."""
+    t, m = spec.train, spec.model
+    kind = f"model.kind = '{m.kind}'"
+    if t.objective != "elbo":
+        raise SpecError(
+            "train.objective",
+            f"{kind} has a point-mass guide, so every objective equals its reconstruction "
+            f"loss; use 'elbo', got '{t.objective}'",
+        )
+    if t.particles != 1:
+        raise SpecError(
+            "train.particles",
+            f"{kind} has a point-mass guide, so every particle is the same; use 1, "
+            f"got {t.particles}",
+        )
+    if t.beta != 1.0 or t.kl_warmup_epochs:
+        name = "train.beta" if t.beta != 1.0 else "train.kl_warmup_epochs"
+        raise SpecError(name, f"{kind} has no KL term to weight; leave it at its default")
+    a = m.autoencoder
+    if m.kind == "denoising_ae" and a.corruption == "mask" and a.corruption_level >= 1:
+        raise SpecError(
+            "model.autoencoder.corruption_level",
+            f"a mask corruption needs a share in [0, 1), got {a.corruption_level}",
+        )
+    if m.kind == "tied_ae":
+        _check_tied(m)
+
+
+def _check_tied(m: ModelSpec) -> None:
+    mirror = tuple(reversed(m.encoder.hidden))
+    if m.decoder.hidden != mirror:
+        raise SpecError(
+            "model.decoder.hidden",
+            f"a tied_ae's decoder is its encoder transposed, so its hidden sizes are the "
+            f"encoder's reversed: {list(mirror)}; got {list(m.decoder.hidden)}",
+        )
+    if m.decoder.activation != m.encoder.activation:
+        raise SpecError(
+            "model.decoder.activation",
+            f"a tied_ae's decoder uses the encoder's activation '{m.encoder.activation}', "
+            f"got '{m.decoder.activation}'",
+        )
+    if m.likelihood.scale == "decoder":
+        raise SpecError(
+            "model.likelihood.scale",
+            "a tied_ae's decoder emits one number per pixel (the transposed first layer), "
+            "so it cannot also predict scales; use 'learned' or a number",
         )
 
 

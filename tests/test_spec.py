@@ -359,7 +359,11 @@ FIELD_ERRORS = [
         f"expected one of {ACTS}, got 'ReLU'",
     ),
     ({"train.device": True}, "train.device", "expected one of 'cpu', 'cuda', 'auto', got true"),
-    ({"model.kind": "gan"}, "model.kind", "expected one of 'vae', got 'gan'"),
+    (
+        {"model.kind": "gan"},
+        "model.kind",
+        "expected one of 'vae', 'ae', 'tied_ae', 'denoising_ae', 'sparse_ae', got 'gan'",
+    ),
     (
         {"data.binarize": ["static"]},
         "data.binarize",

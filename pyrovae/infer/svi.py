@@ -1,4 +1,4 @@
-"""Minibatch SVI for a VAE: the training loop.
+"""Minibatch SVI for a VAE or autoencoder: the training loop.
 
 :func:`fit` runs the objective declared in a :class:`~pyrovae.spec.TrainSpec`
 with one ``torch.optim.Adam`` over the VAE's parameters (the loss is Pyro's
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from pyrovae.data import Dataset, binarize
 from pyrovae.errors import NonFiniteLossError, SpecError
 from pyrovae.infer.objectives import estimate_bound, estimate_elbo, make_objective
-from pyrovae.models.vae import VAE
+from pyrovae.models import LatentModel
 from pyrovae.spec import TrainSpec
 
 __all__ = ["EpochRecord", "FitResult", "TrainState", "beta_at", "fit", "resolve_device"]
@@ -108,7 +108,7 @@ def beta_at(train: TrainSpec, step: int, steps_per_epoch: int) -> float:
 
 
 def _initial_state(
-    vae: VAE, optimizer: torch.optim.Optimizer, train: TrainSpec, generator: torch.Generator
+    vae: LatentModel, optimizer: torch.optim.Optimizer, train: TrainSpec, generator: torch.Generator
 ) -> TrainState:
     torch.manual_seed(train.seed)
     generator.manual_seed(train.seed)
@@ -124,7 +124,7 @@ def _initial_state(
     )
 
 
-def _adam(vae: VAE, lr: float) -> torch.optim.Adam:
+def _adam(vae: LatentModel, lr: float) -> torch.optim.Adam:
     """One Adam over all parameters; the fused kernel where this torch has it."""
     try:
         return torch.optim.Adam(vae.parameters(), lr=lr, fused=True)
@@ -132,12 +132,12 @@ def _adam(vae: VAE, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(vae.parameters(), lr=lr)
 
 
-def _snapshot(vae: VAE) -> dict[str, torch.Tensor]:
+def _snapshot(vae: LatentModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in vae.state_dict().items()}
 
 
 def fit(
-    vae: VAE,
+    vae: LatentModel,
     data: Dataset,
     train: TrainSpec,
     *,
@@ -149,9 +149,11 @@ def fit(
 
     Parameters
     ----------
-    vae : VAE
+    vae : VAE or Autoencoder
         Updated in place; on return it holds the final weights (the best by
-        validation ELBO when early stopping is on).
+        validation ELBO when early stopping is on) and is in the training mode
+        it came in. Steps run in training mode (a denoising autoencoder
+        corrupts its input), validation in evaluation mode.
     data : Dataset
         ``train`` ``(N, D)`` is shuffled every epoch (and binarized per
         minibatch when ``data.dynamic_binarization``); ``validation`` gives
@@ -202,6 +204,7 @@ def fit(
         dynamic_ncols=True,
     )
     stop_reason = "epochs"
+    was_training = vae.training
     try:
         with pyro.validation_enabled(False):
             for epoch in range(state.epoch + 1, train.epochs + 1):
@@ -211,6 +214,7 @@ def fit(
                     break
                 bar.set_description(f"epoch {epoch}/{train.epochs}")
                 start = time.perf_counter()
+                vae.train()
                 perm = torch.randperm(n, generator=generator, device=device)
                 total = 0.0
                 for step in range(steps):
@@ -231,6 +235,7 @@ def fit(
                         bar.set_postfix_str(
                             f"objective={-total / (step + 1) / n:.2f}", refresh=False
                         )
+                vae.eval()
                 val, bound = _validation(vae, x_val, train)
                 record = EpochRecord(
                     epoch, -total / steps / n, val, bound, beta, time.perf_counter() - start
@@ -243,12 +248,13 @@ def fit(
                     on_epoch_end(state)
     finally:
         bar.close()
+        vae.train(was_training)
     vae.load_state_dict(state.final_model)
     seconds = sum(r.seconds for r in state.history)
     return FitResult(state.history, state.epoch, seconds, stop_reason, state)
 
 
-def _validation(vae: VAE, x_val: torch.Tensor, train: TrainSpec) -> tuple[float, float]:
+def _validation(vae: LatentModel, x_val: torch.Tensor, train: TrainSpec) -> tuple[float, float]:
     """Validation ELBO and validation bound of the objective (equal unless iwae)."""
     if not x_val.shape[0]:
         return math.nan, math.nan
@@ -269,7 +275,7 @@ def _stop_reason(state: TrainState, train: TrainSpec, patience: int) -> str | No
 
 def _next_state(
     state: TrainState,
-    vae: VAE,
+    vae: LatentModel,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     record: EpochRecord,

@@ -1,5 +1,23 @@
-"""Models: the VAE (and, later, the autoencoder family and the small-model zoo)."""
+"""Models: the VAE, the autoencoder family and the small-model zoo.
 
+:func:`build_model` picks the class a spec's ``model.kind`` declares.
+"""
+
+from __future__ import annotations
+
+from pyrovae.models.autoencoders import Autoencoder
 from pyrovae.models.vae import VAE
+from pyrovae.spec import ModelSpec
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "Autoencoder", "LatentModel", "build_model"]
+
+LatentModel = VAE | Autoencoder
+"""Any model a spec declares: both have ``model``, ``guide``, ``code``, ``decode``,
+``reconstruct`` and ``sample``."""
+
+
+def build_model(spec: ModelSpec, data_dim: int) -> LatentModel:
+    """The VAE (``kind = "vae"``) or autoencoder a model spec declares, for ``data_dim`` values."""
+    if spec.kind == "vae":
+        return VAE(spec, data_dim)
+    return Autoencoder(spec, data_dim)

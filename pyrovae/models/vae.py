@@ -64,6 +64,10 @@ class VAE(PyroModule):
         loc, raw = self.encoder(x).chunk(2, dim=-1)
         return loc, softplus(raw) + MIN_SCALE
 
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean mu_phi(x): ``(B, D) -> (B, L)`` (the code an autoencoder has)."""
+        return self.encode(x)[0]
+
     def observation(self, z: torch.Tensor) -> dist.TorchDistribution:
         """p(x|z) for latents ``(..., L)``: batch shape ``(...)``, event ``(D,)``."""
         return self.likelihood(self.decoder(z))
