@@ -69,6 +69,11 @@ SIZES: dict[str, tuple[float, float]] = {
     "manifold": (7, 7.5),
     "interpolation": (10, 6),
     "kl_per_dimension": (8, 4.5),
+    "max_activation": (8, 8.5),
+    "denoising": (10, 4),
+    "family_samples": (10, 5),
+    "family_interpolation": (10, 5),
+    "family_distances": (10, 5),
 }
 """Figure size in inches (width, height) of each figure, keyed by the name after ``plot_``."""
 
@@ -211,7 +216,9 @@ def _percent(share: float) -> str:
 # --------------------------------------------------------------- training curves
 
 
-def plot_training_curves(history: Sequence[EpochRecord], path) -> Path:
+def plot_training_curves(
+    history: Sequence[EpochRecord], path, validation_label: str = "validation ELBO"
+) -> Path:
     """Training objective and validation ELBO against epoch, with beta when it varies.
 
     Parameters
@@ -222,6 +229,8 @@ def plot_training_curves(history: Sequence[EpochRecord], path) -> Path:
         second, small panel shows beta when it changes over the epochs (KL warm-up).
     path : str or Path
         PNG to write; ``SIZES["training_curves"]`` inches at ``DPI``.
+    validation_label : str
+        Name of the validation line (an autoencoder's is its negative loss).
 
     Returns
     -------
@@ -248,9 +257,9 @@ def plot_training_curves(history: Sequence[EpochRecord], path) -> Path:
         ax, ax_beta = fig.subplots(), None
     ax.plot(epochs, train, color=TRAIN_COLOR, marker=marker, ms=3, label="train objective")
     if np.isfinite(val).any():
-        ax.plot(epochs, val, color=VALIDATION_COLOR, marker=marker, ms=3, label="validation ELBO")
+        ax.plot(epochs, val, color=VALIDATION_COLOR, marker=marker, ms=3, label=validation_label)
     ax.set_ylabel("nats per example\n(higher is better)")
-    ax.set_title("Training curves: objective on the training split, ELBO on validation")
+    ax.set_title(f"Training curves: objective on the training split, {validation_label}")
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -356,8 +365,14 @@ def _reconstruction_panels(fig: Figure, x: np.ndarray, x_hat: np.ndarray, total:
 # ----------------------------------------------------------------------- samples
 
 
-def plot_samples(samples, image_shape: tuple[int, int] | None, path, data=None) -> Path:
-    """Samples from the model's prior.
+def plot_samples(
+    samples,
+    image_shape: tuple[int, int] | None,
+    path,
+    data=None,
+    title: str = "Samples from the prior (means of p(x|z), z ~ N(0, I))",
+) -> Path:
+    """Samples from the model's prior (or another distribution of codes).
 
     Parameters
     ----------
@@ -371,6 +386,8 @@ def plot_samples(samples, image_shape: tuple[int, int] | None, path, data=None) 
         PNG to write; ``SIZES["samples"]`` inches at ``DPI``.
     data : Tensor or array, shape (m, D), optional
         Observed data for comparison (non-image data only; ignored for images).
+    title : str
+        Says where the codes came from.
 
     Returns
     -------
@@ -386,7 +403,7 @@ def plot_samples(samples, image_shape: tuple[int, int] | None, path, data=None) 
         cols = math.ceil(math.sqrt(len(images)))
         rows = math.ceil(len(images) / cols)
         _show_image(ax, _mosaic(images, rows, cols), _image_range(images))
-        ax.set_title("Samples from the prior (means of p(x|z), z ~ N(0, I))", fontsize=13)
+        ax.set_title(title, fontsize=13)
         return _save(fig, path)
     if data is not None:
         data = _array(data, "data", 2)
@@ -396,7 +413,7 @@ def plot_samples(samples, image_shape: tuple[int, int] | None, path, data=None) 
         _sample_histograms(ax, samples[:, 0], None if data is None else data[:, 0])
     else:
         _sample_scatter(ax, samples, data)
-    ax.set_title("Samples from the prior (means of p(x|z), z ~ N(0, I))", fontsize=13)
+    ax.set_title(title, fontsize=13)
     return _save(fig, path)
 
 
@@ -598,7 +615,9 @@ def _manifold_heatmap(
 # ----------------------------------------------------------------- interpolation
 
 
-def plot_interpolation(frames, image_shape: tuple[int, int] | None, path) -> Path:
+def plot_interpolation(
+    frames, image_shape: tuple[int, int] | None, path, code_name: str = "posterior means"
+) -> Path:
     """Decoded straight-line interpolations in latent space.
 
     Parameters
@@ -613,6 +632,8 @@ def plot_interpolation(frames, image_shape: tuple[int, int] | None, path) -> Pat
         the coordinate against the step).
     path : str or Path
         PNG to write; ``SIZES["interpolation"]`` inches at ``DPI``.
+    code_name : str
+        What the lines join, for the title (an autoencoder's are its "codes").
 
     Returns
     -------
@@ -646,7 +667,7 @@ def plot_interpolation(frames, image_shape: tuple[int, int] | None, path) -> Pat
         else f"decoded in {steps} steps, circle = start, square = end"
     )
     ax.set_title(
-        f"Straight-line interpolation between two inputs' posterior means\n({how})",
+        f"Straight-line interpolation between two inputs' {code_name}\n({how})",
         fontsize=13,
     )
     return _save(fig, path)

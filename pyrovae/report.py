@@ -1,4 +1,4 @@
-"""Figures of a trained VAE and the run's ``report.md``.
+"""Figures of a trained VAE or autoencoder and the run's ``report.md``.
 
 :func:`make_figures` computes what to draw from the model and data (the
 plotting functions in :mod:`pyrovae.plots` take plain tensors), and
@@ -14,13 +14,16 @@ from typing import Any
 
 import torch
 
-from pyrovae import plots
+from pyrovae import latent_plots, plots
 from pyrovae.data import Dataset
 from pyrovae.evaluate import Evaluation
 from pyrovae.infer.local import frozen
 from pyrovae.infer.svi import EpochRecord
-from pyrovae.models.vae import VAE
+from pyrovae.latent_space import fitted_gaussian, interpolation_paths
+from pyrovae.models import LatentModel
+from pyrovae.models.autoencoders import corrupt
 from pyrovae.spec import Spec, spec_to_toml
+from pyrovae.units import max_activation_inputs
 
 __all__ = [
     "FIGURES",
@@ -32,13 +35,22 @@ __all__ = [
 ]
 
 FIGURES = {
-    "training_curves": "Training objective and validation ELBO per epoch.",
-    "reconstructions": "Test inputs (top) and their reconstructions E[x | z = mu_phi(x)].",
-    "samples": "Means of p(x|z) for z drawn from the prior.",
-    "latent_space": "Posterior means of the test set, coloured by label.",
-    "manifold": "Decoded grid over the 2-D latent space (normal quantiles).",
-    "interpolation": "Decoded straight lines between the posterior means of test pairs.",
+    "training_curves": "Training objective and validation ELBO per epoch (for an autoencoder the "
+    "ELBO is its negative loss: the reconstruction log-likelihood minus any penalty).",
+    "reconstructions": "Test inputs (top) and their reconstructions, the decoded codes "
+    "(for a VAE, E[x | z = mu_phi(x)]).",
+    "samples": "Decoded codes z ~ N(0, I): the VAE's prior, and for an autoencoder a use it was "
+    "never trained for.",
+    "fitted_samples": "Decoded codes drawn from a Gaussian fitted to the training codes.",
+    "latent_space": "Codes of the test set (a VAE's posterior means), coloured by label.",
+    "manifold": "Decoded grid over the 2-D latent space (normal quantiles of the prior, or of "
+    "the Gaussian fitted to an autoencoder's codes).",
+    "interpolation": "Decoded straight lines between the codes of test pairs.",
     "kl_per_dimension": "KL(q(z|x) || p(z)) of each latent dimension; grey: inactive units.",
+    "max_activation": "What the encoder's first-layer units detect: the input of norm 1 that "
+    "maximally activates each unit (x_j = W_ij / ||W_i||).",
+    "denoising": "Clean test inputs, corrupted copies (the spec's corruption) and their "
+    "reconstructions.",
 }
 """Figure names (files ``figures/<name>.png``) and their captions."""
 
@@ -53,6 +65,9 @@ METRIC_DOCS = {
     "test_exact_log_likelihood_nats": "closed-form log p(x) of the trained linear-Gaussian model",
     "test_true_log_likelihood_nats": "log p(x) under the parameters that generated the data",
     "train_elbo_nats": "ELBO on the training split",
+    "train_objective_nats": "autoencoder: log p(x | g(f(x))) minus any penalty, training split",
+    "validation_objective_nats": "the same on the validation split",
+    "test_objective_nats": "the same on the test split",
     "validation_elbo_nats": "ELBO on the validation split",
     "active_units": "latent units with Cov_x(E_q[z_u]) > 0.01 (Burda et al.)",
     "latent_dim": "latent units in all",
@@ -64,69 +79,142 @@ METRIC_DOCS = {
     "local_log_likelihood_nats": "their mean log p(x) (importance-sampled with q*)",
     "local_approximation_gap_nats": "mean log p(x) - ELBO(q*)",
     "local_amortization_gap_nats": "mean ELBO(q*) - ELBO(q_phi)",
+    "test_reconstruction_error": "squared error of reconstructions, summed over values",
+    "test_corrupted_reconstruction_error": "the same, reconstructing from corrupted inputs",
+    "latent_prior_sample_distance": "decoded z ~ N(0, I) to the nearest training example",
+    "latent_fitted_sample_distance": "decoded z ~ Gaussian fitted to the codes, the same",
+    "latent_prior_coverage_distance": "training example to the nearest decoded z ~ N(0, I)",
+    "latent_fitted_coverage_distance": "training example to the nearest decoded fitted z",
+    "latent_reconstruction_distance": "reconstruction to the nearest training example",
+    "latent_interpolation_distance": "interpolation frame to the nearest training example",
+    "latent_interpolation_roughness": "largest / mean step along an interpolation (1: even)",
 }
+"""Meaning of each ``metrics.json`` key (pixel-space distances are Euclidean)."""
 
 
-def manifold_grid(n: int, prior_scale: float) -> torch.Tensor:
-    """``(n*n, 2)`` latent points at normal quantiles 0.05..0.95, row-major from top-left."""
+def manifold_grid(
+    n: int,
+    prior_scale: float,
+    center: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``(n*n, 2)`` latent points at normal quantiles 0.05..0.95, row-major from top-left.
+
+    The quantiles are of N(0, prior_scale^2) on both axes, or of
+    N(center_i, scale_i^2) on axis i when ``center`` and ``scale`` ``(2,)`` are given.
+    """
     q = torch.linspace(0.05, 0.95, n, dtype=torch.float64)
     values = (math.sqrt(2) * torch.erfinv(2 * q - 1) * prior_scale).float()
     z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
-    return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)
+    grid = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)
+    if center is not None and scale is not None:
+        grid = grid * scale.float() + center.float()
+    return grid
 
 
-def _interpolations(vae: VAE, x: torch.Tensor, pairs: int, steps: int) -> torch.Tensor:
-    loc = vae.encode(x[: 2 * pairs])[0]
-    start, end = loc[0::2], loc[1::2]
-    t = torch.linspace(0, 1, steps).view(1, steps, 1)
-    path = start.unsqueeze(1) * (1 - t) + end.unsqueeze(1) * t
-    return vae.decode(path)
+def _interpolations(model: LatentModel, x: torch.Tensor, pairs: int, steps: int) -> torch.Tensor:
+    x = x[: 2 * pairs]
+    return interpolation_paths(model, x[0::2], x[1::2], steps)
+
+
+def _is_vae(model: LatentModel) -> bool:
+    return model.spec.kind == "vae"
 
 
 @torch.no_grad()
 def make_figures(
-    vae: VAE,
+    model: LatentModel,
     data: Dataset,
     history: Sequence[EpochRecord],
-    evaluation: Evaluation,
+    evaluation: Evaluation | None,
     folder: Path,
     seed: int = 0,
 ) -> dict[str, Path]:
     """Write every figure that applies to ``folder``; return name -> path.
 
-    The manifold traversal needs a 2-D latent space; the training curves need
-    at least one epoch of history.
+    The manifold traversal needs a 2-D latent space; the training curves at
+    least one epoch of history; the KL per dimension an ``evaluation`` (a VAE);
+    the unit features and denoising figures image data.
     """
-    vae = frozen(vae)  # a CPU copy: the caller's model keeps its device and mode
+    model = frozen(model)  # a CPU copy: the caller's model keeps its device and mode
     test, shape = data.test, data.image_shape
     generator = torch.Generator().manual_seed(seed)
+    vae = _is_vae(model)
     out: dict[str, Path] = {}
     if history:
-        out["training_curves"] = plots.plot_training_curves(history, folder / "training_curves.png")
+        out["training_curves"] = plots.plot_training_curves(
+            history,
+            folder / "training_curves.png",
+            "validation ELBO" if vae else "validation −loss",
+        )
     x = test[:10]
     out["reconstructions"] = plots.plot_reconstructions(
-        x, vae.reconstruct(x), shape, folder / "reconstructions.png"
+        x, model.reconstruct(x), shape, folder / "reconstructions.png"
     )
+    prior_title = "Samples from the prior (means of p(x|z), z ~ N(0, I))"
     out["samples"] = plots.plot_samples(
-        vae.sample(64, generator=generator), shape, folder / "samples.png", data=test
+        model.sample(64, generator=generator),
+        shape,
+        folder / "samples.png",
+        data=test,
+        title=prior_title if vae else "Decoded codes z ~ N(0, I) (an autoencoder has no prior)",
+    )
+    fitted = fitted_gaussian(model.code(data.train))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fitted_codes = fitted.sample((64,)).float()
+    out["fitted_samples"] = plots.plot_samples(
+        model.decode(fitted_codes),
+        shape,
+        folder / "fitted_samples.png",
+        data=test,
+        title="Decoded codes z ~ N(m, S), fitted to the training codes",
     )
     out["latent_space"] = plots.plot_latent_space(
-        vae.encode(test)[0], data.test_labels, folder / "latent_space.png"
+        model.code(test), data.test_labels, folder / "latent_space.png"
     )
-    if vae.latent_dim == 2:
-        grid = manifold_grid(15, vae.prior_scale)
+    if model.latent_dim == 2:
+        grid = (
+            manifold_grid(15, model.prior_scale)
+            if vae
+            else manifold_grid(15, 1.0, fitted.mean, fitted.variance.sqrt())
+        )
         out["manifold"] = plots.plot_manifold(
-            vae.decode(grid), grid, shape, folder / "manifold.png"
+            model.decode(grid), grid, shape, folder / "manifold.png"
         )
     pairs = min(5, test.shape[0] // 2)
     if pairs:
         out["interpolation"] = plots.plot_interpolation(
-            _interpolations(vae, test, pairs, 10), shape, folder / "interpolation.png"
+            _interpolations(model, test, pairs, 10),
+            shape,
+            folder / "interpolation.png",
+            "posterior means" if vae else "codes",
         )
-    out["kl_per_dimension"] = plots.plot_kl_per_dimension(
-        evaluation.kl_per_dimension, evaluation.active, folder / "kl_per_dimension.png"
-    )
+    if evaluation is not None:
+        out["kl_per_dimension"] = plots.plot_kl_per_dimension(
+            evaluation.kl_per_dimension, evaluation.active, folder / "kl_per_dimension.png"
+        )
+    if shape is not None:
+        out.update(_unit_figures(model, x, shape, folder, generator))
     return out
+
+
+def _unit_figures(
+    model: LatentModel,
+    x: torch.Tensor,
+    shape: tuple[int, int],
+    folder: Path,
+    generator: torch.Generator,
+) -> dict[str, Path]:
+    noisy = corrupt(x, model.spec.autoencoder, generator)
+    return {
+        "max_activation": latent_plots.plot_max_activation(
+            max_activation_inputs(model), shape, folder / "max_activation.png"
+        ),
+        "denoising": latent_plots.plot_denoising(
+            x, noisy, model.reconstruct(noisy), shape, folder / "denoising.png"
+        ),
+    }
 
 
 def _format(value: Any) -> str:
@@ -158,7 +246,22 @@ def local_section(folder: Path, run_dir: Path) -> str:
     for name in ("marginals", "pairs"):
         if (folder / "figures" / f"{name}.png").is_file():
             parts += [f"![{name}]({rel}/figures/{name}.png)", ""]
+    for name in ("loo.md", "arviz_summary.md"):  # written by pyrovae.posterior_files
+        if (folder / name).is_file():
+            parts += [_nest_headings((folder / name).read_text().strip()), ""]
     return "\n".join(parts)
+
+
+def _autoencoder_headline(metrics: dict[str, Any]) -> str:
+    return (
+        f"Test reconstruction error **{metrics['test_reconstruction_error']:.3f}** (squared, "
+        f"per example); from corrupted inputs "
+        f"{metrics['test_corrupted_reconstruction_error']:.3f}. "
+        f"Decoded z ~ N(0, I) lie {metrics['latent_prior_sample_distance']:.3f} from the nearest "
+        f"training example, decoded codes from a Gaussian fitted to the codes "
+        f"{metrics['latent_fitted_sample_distance']:.3f}, reconstructions "
+        f"{metrics['latent_reconstruction_distance']:.3f} (pixel-space distances)."
+    )
 
 
 def render_report(
@@ -181,6 +284,8 @@ def render_report(
             "units active.",
             "",
         ]
+    elif "test_reconstruction_error" in metrics:
+        lines += [_autoencoder_headline(metrics), ""]
     lines += [
         f"Data: `{spec.data.name}`; model: {spec.model.kind}, latent_dim = "
         f"{spec.model.latent_dim}, likelihood `{spec.model.likelihood.name}`; objective "

@@ -124,10 +124,13 @@ def test_run_writes_a_report_whose_figures_exist(tmp_path):
         "training_curves",
         "reconstructions",
         "samples",
+        "fitted_samples",
         "latent_space",
         "manifold",
         "interpolation",
         "kl_per_dimension",
+        "max_activation",
+        "denoising",
         "marginals",
         "pairs",
     }

@@ -1,0 +1,104 @@
+"""Latent-space measures, unit features, and what the VAE's regularisation buys (seeded)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyrovae.data import load_data
+from pyrovae.infer.svi import fit
+from pyrovae.latent_space import (
+    fitted_gaussian,
+    latent_space_metrics,
+    nearest_distances,
+    roughness,
+)
+from pyrovae.models import build_model
+from pyrovae.spec import KINDS, spec_from_dict
+from pyrovae.units import first_layer_units, max_activation_inputs
+
+
+def test_nearest_distances_match_brute_force():
+    gen = torch.Generator().manual_seed(0)
+    points, data = torch.randn(700, 5, generator=gen), torch.randn(300, 5, generator=gen)
+    brute = torch.stack([(data - p).norm(dim=1).min() for p in points.double()])
+    assert torch.allclose(nearest_distances(points, data), brute.double(), atol=1e-5)
+    assert nearest_distances(data, data).abs().max() < 1e-6
+
+
+def test_roughness_is_one_for_even_steps_and_grows_with_a_jump():
+    t = torch.linspace(0, 1, 10).view(1, 10, 1)
+    even = t * torch.ones(1, 1, 4)
+    jump = (t > 0.5).double() * torch.ones(1, 1, 4)
+    still = torch.zeros(1, 10, 4)
+    assert roughness(even).item() == pytest.approx(1.0, abs=1e-6)
+    assert roughness(jump).item() == pytest.approx(9.0)  # one step carries the whole path
+    assert roughness(still).item() == 1.0
+
+
+def test_fitted_gaussian_recovers_mean_and_covariance():
+    gen = torch.Generator().manual_seed(0)
+    cov = torch.tensor([[2.0, 0.6], [0.6, 0.5]], dtype=torch.float64)
+    codes = torch.randn(20_000, 2, generator=gen, dtype=torch.float64) @ torch.linalg.cholesky(
+        cov
+    ).T + torch.tensor([1.0, -3.0], dtype=torch.float64)
+    fitted = fitted_gaussian(codes)
+    se = (cov.diagonal() / 20_000).sqrt()
+    assert ((fitted.mean - torch.tensor([1.0, -3.0])).abs() < 4 * se).all()
+    assert torch.allclose(fitted.covariance_matrix, cov, atol=0.06)
+    collapsed = fitted_gaussian(torch.cat([codes[:, :1], torch.zeros(20_000, 1)], 1))
+    assert torch.isfinite(collapsed.log_prob(torch.zeros(2)))
+
+
+@pytest.mark.parametrize(("kind", "hidden"), [("ae", []), ("vae", []), ("tied_ae", [6])])
+def test_max_activation_inputs_maximise_each_units_activation_on_the_unit_sphere(kind, hidden):
+    network = {"encoder": {"hidden": hidden}, "decoder": {"hidden": hidden[::-1]}}
+    spec = spec_from_dict({"model": {"kind": kind, "latent_dim": 3, **network}})
+    torch.manual_seed(0)
+    model = build_model(spec.model, 16)
+    x_star = max_activation_inputs(model)
+    weight = first_layer_units(model)
+    assert x_star.shape == ((hidden or [3])[0], 16)
+    assert torch.allclose(x_star.norm(dim=1), torch.ones(x_star.shape[0]), atol=1e-5)
+    best = (weight * x_star).sum(1)
+    trials = torch.nn.functional.normalize(torch.randn(5000, 16), dim=1)
+    assert (trials @ weight.T <= best + 1e-6).all()  # Cauchy-Schwarz: nothing does better
+
+
+@pytest.fixture(scope="module")
+def trained_kinds():
+    """Every kind trained on the digits with the same seed, networks and budget."""
+
+    def train(kind: str, latent_dim: int, epochs: int):
+        spec = spec_from_dict(
+            {"model": {"kind": kind, "latent_dim": latent_dim}, "train": {"epochs": epochs}}
+        )
+        data = load_data(spec.data, spec.model.likelihood.name)
+        torch.manual_seed(0)
+        model = build_model(spec.model, data.dim)
+        fit(model, data, spec.train, progress=False)
+        return latent_space_metrics(model, data, spec.model.autoencoder, seed=0)
+
+    return train
+
+
+def test_vae_prior_samples_lie_closer_to_the_data_than_any_autoencoders(trained_kinds):
+    """Seeded (digits, L = 2, 150 epochs, seed 0: VAE 1.228, best AE 1.382, the
+    denoising AE). Decoding z ~ N(0, I) is the generative use only the VAE was trained
+    for; the margin asked is 5%."""
+    results = {kind: trained_kinds(kind, 2, 150) for kind in KINDS}
+    vae = results["vae"].prior_sample_distance
+    best_ae = min(r.prior_sample_distance for k, r in results.items() if k != "vae")
+    assert vae < 0.95 * best_ae, {k: r.prior_sample_distance for k, r in results.items()}
+    # The VAE's samples also cover the data better (the other direction).
+    vae_cover = results["vae"].prior_coverage_distance
+    assert all(vae_cover < r.prior_coverage_distance for k, r in results.items() if k != "vae")
+
+
+def test_denoising_autoencoder_reconstructs_corrupted_inputs_better(trained_kinds):
+    """Seeded (digits, L = 8, 100 epochs, 30% masking; seeds 0-2 gave 5.94-5.95 against
+    6.79-6.86): at least 10% lower squared error from corrupted inputs."""
+    plain, denoising = trained_kinds("ae", 8, 100), trained_kinds("denoising_ae", 8, 100)
+    assert denoising.corrupted_reconstruction_error < 0.9 * plain.corrupted_reconstruction_error
+    # ... at the price of a worse reconstruction of clean inputs.
+    assert denoising.reconstruction_error > plain.reconstruction_error
