@@ -520,26 +520,23 @@ def from_mcmc(
         "seconds": _optional_float("seconds", result.seconds),
         "divergences": divergences,
     }
+    groups = _data_groups(
+        chains,
+        draws,
+        split=False,
+        log_likelihood=log_likelihood,
+        posterior_predictive=posterior_predictive,
+        observed_data=observed_data,
+    )
+    groups["sample_stats"] = stats  # bool and int arrays, not through _data_groups' float64
     return _inference_data(
         posterior,
         attrs=attrs,
         dims=dims,
         coords=coords,
-        sample_stats=stats,
         sample_stats_attrs=stats_attrs,
         loo_note=loo_note,
-        **{
-            k: v
-            for k, v in _data_groups(
-                chains,
-                draws,
-                split=False,
-                log_likelihood=log_likelihood,
-                posterior_predictive=posterior_predictive,
-                observed_data=observed_data,
-            ).items()
-            if k != "sample_stats"
-        },
+        **groups,
     )
 
 
