@@ -25,7 +25,7 @@ import torch
 from pyrovae.data import load_data
 from pyrovae.evaluate import evaluate
 from pyrovae.infer import fit
-from pyrovae.pipeline import build_vae
+from pyrovae.pipeline import build
 from pyrovae.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def main() -> None:
         [f"data.path={args.mnist!r}", f"train.epochs={args.epochs}"],
     )
     data = load_data(spec.data, spec.model.likelihood.name)
-    vae = build_vae(spec, data.dim)
+    vae = build(spec, data.dim)
     fit(vae, data, spec.train, progress=False)
     start = time.perf_counter()
     result = evaluate(vae.eval(), data.test, particles=args.particles, progress=True)

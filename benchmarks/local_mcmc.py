@@ -52,7 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = load_spec(None, [f"train.epochs={args.epochs}"])
         outcome = train_model(spec, tmp, progress=False)
-    vae = frozen(outcome.vae)
+    vae = frozen(outcome.model)
     x = outcome.data.test[: args.points]
 
     joint = run_mcmc(vae.model, {"x": x}, kernel="nuts", **SETTINGS)

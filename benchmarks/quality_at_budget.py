@@ -39,7 +39,7 @@ from torch import nn
 from pyrovae.data import binarize, load_data
 from pyrovae.evaluate import importance_log_likelihood
 from pyrovae.infer import fit
-from pyrovae.pipeline import build_vae
+from pyrovae.pipeline import build
 from pyrovae.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def main() -> None:
     data = load_data(spec.data, spec.model.likelihood.name)
     test = data.test
 
-    vae = build_vae(spec, data.dim)
+    vae = build(spec, data.dim)
     result = fit(vae, data, spec.train, progress=True)
     ours = importance_log_likelihood(vae.eval(), test, args.particles, progress=True)
 

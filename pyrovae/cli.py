@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train the model a spec declares",
-        description="Train a VAE and write a run directory.",
+        description="Train the VAE or autoencoder a spec declares and write a run directory.",
     )
     _add_spec_arguments(train)
     train.add_argument(
@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="test points whose p(z|x) is compared across methods (default 4; 0 skips)",
     )
+    _add_family(sub)
     _add_compare(sub)
     inspect = sub.add_parser(
         "inspect",
@@ -105,6 +106,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("file", type=Path, help="a .nc file")
     return parser
+
+
+def _add_family(sub: argparse._SubParsersAction) -> None:
+    from pyrovae.spec import KINDS
+
+    family = sub.add_parser(
+        "family",
+        help="train the spec as every model kind and compare their latent spaces",
+        description="Train the spec once per model kind (VAE and the autoencoders) on the same "
+        "data into OUT/<kind>/, then write OUT/family.md, OUT/family.csv and OUT/figures/: how "
+        "close decoded samples and interpolations lie to the data, and reconstruction from "
+        "corrupted inputs.",
+    )
+    _add_spec_arguments(family)
+    _add_particles(family)
+    family.add_argument("--kinds", help=f"comma-separated model kinds (default: {','.join(KINDS)})")
+
+
+def _family(args: argparse.Namespace) -> None:
+    from pyrovae.family import reading, run_family
+    from pyrovae.spec import KINDS, load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else list(KINDS)
+    out = args.out or _default_out(f"{spec.name}-family")
+    result = run_family(spec, out, kinds, particles=args.particles, progress=not args.quiet)
+    for line in reading(result.table):
+        print(line)
+    print(f"report: {result.report}")
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
@@ -160,6 +190,12 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="test points of a run whose p(z|x) is compared (default 8)",
     )
+    compare.add_argument(
+        "--predictive",
+        action="store_true",
+        help="also save posterior predictive draws (one replicate of the data per draw) "
+        "in each posteriors/<method>.nc (models only)",
+    )
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -187,13 +223,23 @@ def _train(args: argparse.Namespace) -> None:
     out = args.out or _default_out(spec.name)
     outcome = train_model(spec, out, resume=args.resume, progress=not args.quiet)
     m = outcome.metrics
+    name = "ELBO" if spec.model.kind == "vae" else "objective (−loss)"
+    value = m.get("test_elbo_nats", m.get("test_objective_nats"))
     print(
         f"trained {m['epochs']} epochs in {m['seconds']:.1f} s; "
-        f"test ELBO {m['test_elbo_nats']:.3f} nats per example; run in {out}"
+        f"test {name} {value:.3f} nats per example; run in {out}"
     )
 
 
 def _print_evaluation(metrics: dict, run_dir: Path) -> None:
+    if "test_log_likelihood_nats" not in metrics:  # an autoencoder
+        print(
+            f"test reconstruction error {metrics['test_reconstruction_error']:.3f} "
+            f"(from corrupted inputs {metrics['test_corrupted_reconstruction_error']:.3f}); "
+            f"decoded N(0, I) codes lie {metrics['latent_prior_sample_distance']:.3f} from the "
+            f"data; report: {run_dir / 'report.md'}"
+        )
+        return
     print(
         f"test log p(x) {metrics['test_log_likelihood_nats']:.3f} ± "
         f"{metrics['test_log_likelihood_se']:.3f} nats per example "
@@ -233,16 +279,19 @@ def _print_comparison(comparison, out: Path) -> None:
             f"{'-' if khat is None else f'{khat:.2f}'}: {flags}"
         )
     print(
-        f"reference: {comparison.reference_name}; tables, figures and posteriors/*.nc "
+        f"reference: {comparison.reference_name}; tables (comparison.md, arviz_summary.md, "
+        f"loo.md where there is a log-likelihood), figures and posteriors/*.nc "
         f"(`pyrovae inspect FILE.nc`) in {out}"
     )
 
 
 def _write_posteriors(comparison, out: Path, chains: dict[str, int]) -> None:
-    from pyrovae.posterior_files import write_posteriors
+    from pyrovae.posterior_files import loo_lines, write_posteriors
 
     files = write_posteriors(comparison, out, chains)
     _print_warnings(files.warnings)
+    for line in loo_lines(files.loo):
+        print(line)
 
 
 def _print_warnings(warnings: dict[str, list[str]]) -> None:
@@ -252,11 +301,7 @@ def _print_warnings(warnings: dict[str, list[str]]) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> None:
-    import logging
-
     from pyrovae import diagnostics
-
-    logging.getLogger("arviz").setLevel(logging.ERROR)  # single-chain shape notices
 
     idata = diagnostics.load(args.file)
     attrs = {
@@ -265,9 +310,18 @@ def _inspect(args: argparse.Namespace) -> None:
         if not k.startswith(("created", "arviz", "inference_library"))
     }
     print(f"{args.file}: " + ", ".join(f"{k}={v}" for k, v in attrs.items()))
+    print(f"groups: {', '.join(idata.groups())}")
     print(diagnostics.summary(idata).to_string(float_format=lambda v: f"{v:.4g}"))
     lines = diagnostics.warnings(idata)
     print("\n".join(f"warning: {line}" for line in lines) if lines else "no warnings")
+    for site in diagnostics.loo_variables(idata):
+        elpd = diagnostics.loo(idata, site)
+        k = float(elpd["pareto_k"].max())
+        print(
+            f"loo {site}: elpd_loo {float(elpd['elpd_loo']):.2f} (se {float(elpd['se']):.2f}, "
+            f"MCSE {diagnostics.loo_mcse(idata, site):.2f}), p_loo {float(elpd['p_loo']):.2f}, "
+            f"max k-hat {k:.2f} over {int(elpd['n_data_points'])} observations"
+        )
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -275,9 +329,9 @@ def _compare(args: argparse.Namespace) -> None:
 
     target = Path(args.target)
     if (target / CHECKPOINT).is_file():
-        if args.methods or args.reference or args.data:
+        if args.methods or args.reference or args.data or args.predictive:
             raise UserError(
-                "--methods, --reference and --data apply to models; a run "
+                "--methods, --reference, --data and --predictive apply to models; a run "
                 "directory compares amortized, per_point and metropolis with NUTS"
             )
         from pyrovae.pipeline import compare_run
@@ -311,6 +365,7 @@ def _compare(args: argparse.Namespace) -> None:
         num_samples=args.samples,
         seeds=args.seeds,
         progress=not args.quiet,
+        predictive=args.predictive,
     )
     out = args.out or _default_out(f"compare-{model.name}")
     comparison.write(out)
@@ -325,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": _train,
         "evaluate": _evaluate,
         "run": _run,
+        "family": _family,
         "compare": _compare,
         "inspect": _inspect,
     }

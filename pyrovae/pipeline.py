@@ -1,6 +1,6 @@
 """The jobs: train, evaluate, and both at once, on a run directory.
 
-:func:`train_model` (``pyrovae train``): spec -> data -> VAE -> fit -> run
+:func:`train_model` (``pyrovae train``): spec -> data -> model -> fit -> run
 directory. It validates everything it can (device, resume compatibility,
 data) before the first step, writes the resolved spec, and checkpoints after
 every epoch. :func:`evaluate_run` (``pyrovae evaluate``) adds held-out
@@ -25,7 +25,8 @@ from pyrovae.evaluate import evaluate
 from pyrovae.infer.local import LocalPosteriors, gap_table, local_comparison, local_posteriors
 from pyrovae.infer.objectives import estimate_elbo
 from pyrovae.infer.svi import FitResult, TrainState, fit, resolve_device
-from pyrovae.models.vae import VAE
+from pyrovae.latent_space import latent_space_metrics
+from pyrovae.models import LatentModel, build_model
 from pyrovae.posterior_files import PosteriorFiles, write_posteriors
 from pyrovae.report import FIGURES, local_section, make_figures, render_report
 from pyrovae.runs import (
@@ -47,7 +48,7 @@ __all__ = [
     "RESUMABLE_FIELDS",
     "TrainOutcome",
     "TrainedRun",
-    "build_vae",
+    "build",
     "compare_run",
     "evaluate_run",
     "load_trained",
@@ -65,16 +66,16 @@ class TrainOutcome(NamedTuple):
     """What :func:`train_model` returns."""
 
     run_dir: Path
-    vae: VAE
+    model: LatentModel
     data: Dataset
     fit: FitResult
     metrics: dict[str, Any]
 
 
-def build_vae(spec: Spec, data_dim: int) -> VAE:
-    """The VAE a spec declares, initialised from ``spec.train.seed``."""
+def build(spec: Spec, data_dim: int) -> LatentModel:
+    """The VAE or autoencoder a spec declares, initialised from ``spec.train.seed``."""
     torch.manual_seed(spec.train.seed)
-    return VAE(spec.model, data_dim)
+    return build_model(spec.model, data_dim)
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
@@ -136,21 +137,27 @@ def train_model(
         )
     data = load_data(spec.data, spec.model.likelihood.name)
     state = _resume_state(spec, run_dir, data.dim) if resume else None
-    vae = build_vae(spec, data.dim)
+    model = build(spec, data.dim)
     write_spec(run_dir, spec)
 
     def on_epoch_end(new_state: TrainState) -> None:
         save_checkpoint(run_dir, spec, data.dim, new_state)
         write_history(run_dir, new_state.history)
 
-    result = fit(vae, data, spec.train, state=state, on_epoch_end=on_epoch_end, progress=progress)
-    metrics = update_metrics(run_dir, training_metrics(vae, data, result, spec))
-    return TrainOutcome(run_dir, vae, data, result, metrics)
+    result = fit(model, data, spec.train, state=state, on_epoch_end=on_epoch_end, progress=progress)
+    model.eval()
+    metrics = update_metrics(run_dir, training_metrics(model, data, result, spec))
+    return TrainOutcome(run_dir, model, data, result, metrics)
 
 
 @torch.no_grad()
-def training_metrics(vae: VAE, data: Dataset, result: FitResult, spec: Spec) -> dict[str, Any]:
+def training_metrics(
+    model: LatentModel, data: Dataset, result: FitResult, spec: Spec
+) -> dict[str, Any]:
     """ELBOs per split (beta = 1, nats per example) and training facts.
+
+    For an autoencoder the ELBO is its negative loss, log p(x | g(f(x))) minus
+    any sparsity penalty, so the keys are ``<split>_objective_nats``.
 
     With dynamic binarization the training split is binarized once, with a
     fixed seed, so that the number is reproducible. When the trained model is
@@ -159,7 +166,8 @@ def training_metrics(vae: VAE, data: Dataset, result: FitResult, spec: Spec) -> 
     log p(x) under the parameters that generated the data
     (``test_true_log_likelihood_nats``).
     """
-    device = next(vae.parameters()).device
+    device = next(model.parameters()).device
+    name = "elbo" if spec.model.kind == "vae" else "objective"
     generator = torch.Generator().manual_seed(spec.data.seed + 1)
     splits = {
         "train": binarize(data.train, generator) if data.dynamic_binarization else data.train,
@@ -169,17 +177,17 @@ def training_metrics(vae: VAE, data: Dataset, result: FitResult, spec: Spec) -> 
     metrics: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.train.seed)
-        for name, x in splits.items():
+        for split, x in splits.items():
             if x.shape[0]:
-                elbo = estimate_elbo(vae.model, vae.guide, x.to(device))
-                metrics[f"{name}_elbo_nats"] = elbo.mean().item()
+                elbo = estimate_elbo(model.model, model.guide, x.to(device))
+                metrics[f"{split}_{name}_nats"] = elbo.mean().item()
     metrics.update(
         epochs=result.epochs,
         seconds=round(result.seconds, 3),
         stop_reason=result.stop_reason,
         best_epoch=result.state.best_epoch,
     )
-    params = vae.linear_gaussian()
+    params = model.linear_gaussian()
     if params is not None:
         exact = linear_gaussian.log_marginal(
             data.test, *(p.cpu() for p in params), prior_scale=spec.model.prior.scale
@@ -196,7 +204,7 @@ class TrainedRun(NamedTuple):
     """A trained run loaded back: spec, model with its final weights, data, state."""
 
     spec: Spec
-    vae: VAE
+    model: LatentModel
     data: Dataset
     state: TrainState
 
@@ -207,9 +215,9 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
     checkpoint = load_checkpoint(run_dir)
     spec = checkpoint.spec
     data = load_data(spec.data, spec.model.likelihood.name)
-    vae = build_vae(spec, checkpoint.data_dim)
-    vae.load_state_dict(checkpoint.state.final_model)
-    return TrainedRun(spec, vae.eval(), data, checkpoint.state)
+    model = build(spec, checkpoint.data_dim)
+    model.load_state_dict(checkpoint.state.final_model)
+    return TrainedRun(spec, model.eval(), data, checkpoint.state)
 
 
 def evaluate_run(
@@ -226,22 +234,22 @@ def evaluate_run(
         raise UserError(f"--particles: expected a positive integer, got {particles}")
     run_dir = Path(run_dir)
     trained = load_trained(run_dir)
-    device = resolve_device(trained.spec.train.device)
-    evaluation = evaluate(
-        trained.vae.to(device),
-        trained.data.test,
-        particles=particles,
-        seed=trained.spec.train.seed,
-        progress=progress,
-    )
-    metrics = update_metrics(run_dir, evaluation.to_metrics())
+    spec, model = trained.spec, trained.model.to(resolve_device(trained.spec.train.device))
+    evaluation = None
+    if spec.model.kind == "vae":
+        evaluation = evaluate(
+            model, trained.data.test, particles=particles, seed=spec.train.seed, progress=progress
+        )
+    latent = latent_space_metrics(model, trained.data, spec.model.autoencoder, seed=spec.train.seed)
+    new = {**(evaluation.to_metrics() if evaluation else {}), **latent.to_metrics()}
+    metrics = update_metrics(run_dir, new)
     make_figures(
-        trained.vae,
+        model,
         trained.data,
         trained.state.history,
         evaluation,
         run_dir / FIGURES_DIR,
-        seed=trained.spec.train.seed,
+        seed=spec.train.seed,
     )
     write_run_report(run_dir, trained.spec)
     return metrics
@@ -259,16 +267,23 @@ def compare_run(
     """Local posteriors p(z|x) of ``points`` test examples by every method, against NUTS.
 
     Writes ``local_posteriors/`` (``summary.csv``, ``methods.csv``,
-    ``comparison.md``, ``gaps.md``, figures, ``posteriors/*.nc``), adds the mean
-    gaps to ``metrics.json`` and rewrites ``report.md``.
+    ``comparison.md``, ``gaps.md``, figures, ``posteriors/*.nc`` with MCMC
+    sample_stats and each point's log-likelihood, ``arviz_summary.csv`` and
+    ``arviz_summary.md`` with the sampler warnings), adds the mean gaps to
+    ``metrics.json`` and rewrites ``report.md``.
     """
     if points < 1:
         raise UserError(f"--points: expected a positive integer, got {points}")
     run_dir = Path(run_dir)
     trained = load_trained(run_dir)
+    if trained.spec.model.kind != "vae":
+        raise UserError(
+            f"{run_dir} holds a {trained.spec.model.kind}: it has no prior, so no posterior "
+            "p(z|x) to compare; local posteriors need model.kind = 'vae'"
+        )
     seed = trained.spec.train.seed
     local = local_posteriors(
-        trained.vae,
+        trained.model,
         trained.data.test[:points],
         num_samples=num_samples,
         warmup_steps=warmup_steps,
@@ -278,7 +293,7 @@ def compare_run(
     )
     comparison = local_comparison(local, seed=seed)
     comparison.write(run_dir / LOCAL_DIR)
-    files = write_posteriors(comparison, run_dir / LOCAL_DIR, {"metropolis": num_chains})
+    files = write_posteriors(comparison, run_dir / LOCAL_DIR)
     write_atomic(run_dir / LOCAL_DIR / "gaps.md", (gap_table(local) + "\n").encode())
     update_metrics(
         run_dir,
@@ -314,10 +329,11 @@ def run_pipeline(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, evaluate, compare local posteriors and report: the whole main job
-    (``pyrovae run``). ``local_points = 0`` skips the comparison."""
+    (``pyrovae run``). ``local_points = 0`` skips the comparison, and so does an
+    autoencoder, which has no posterior p(z|x) to sample."""
     train_model(spec, run_dir, progress=progress)
     evaluate_run(run_dir, particles=particles, progress=progress)
-    if local_points:
+    if local_points and spec.model.kind == "vae":
         compare_run(
             run_dir, points=local_points, num_samples=500, warmup_steps=300, progress=progress
         )

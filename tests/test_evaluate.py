@@ -20,7 +20,7 @@ from pyrovae.spec import LikelihoodSpec, ModelSpec, NetworkSpec
 def trained(tmp_path_factory):
     """The shipped probabilistic-PCA spec, trained (seeded, about 2 s)."""
     outcome = train_model(synthetic_spec(), tmp_path_factory.mktemp("ppca"), progress=False)
-    vae, test = outcome.vae.eval(), outcome.data.test
+    vae, test = outcome.model.eval(), outcome.data.test
     exact = linear_gaussian.log_marginal(test, *vae.linear_gaussian()).mean().item()
     return vae, test, exact
 

@@ -12,7 +12,7 @@ import pyrovae.infer.svi as svi
 from pyrovae.data import load_data
 from pyrovae.errors import NonFiniteLossError, SpecError, UserError
 from pyrovae.infer import fit
-from pyrovae.pipeline import build_vae, train_model
+from pyrovae.pipeline import build, train_model
 from pyrovae.runs import load_checkpoint, read_metrics
 from pyrovae.spec import TrainSpec
 
@@ -32,7 +32,7 @@ def test_linear_gaussian_test_elbo_within_one_nat_of_exact_log_likelihood(tmp_pa
 def test_each_objective_improves_the_validation_elbo(objective):
     spec = tiny_spec(f"train.objective={objective}", "train.particles=2", "train.epochs=6")
     data = load_data(spec.data, "bernoulli")
-    vae = build_vae(spec, data.dim)
+    vae = build(spec, data.dim)
     result = fit(vae, data, spec.train, progress=False)
     first, last = result.history[0], result.history[-1]
     assert len(result.history) == 6 and result.epochs == 6
@@ -48,8 +48,8 @@ def test_resume_gives_identical_results(tmp_path):
     resumed = train_model(full_spec, tmp_path / "half", resume=True, progress=False)
     strip = [r[:-1] for r in full.fit.history]  # drop wall time
     assert [r[:-1] for r in resumed.fit.history] == strip
-    for key, value in full.vae.state_dict().items():
-        assert torch.equal(value, resumed.vae.state_dict()[key]), key
+    for key, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert full.metrics["test_elbo_nats"] == resumed.metrics["test_elbo_nats"]
     assert load_checkpoint(tmp_path / "half").state.epoch == 4
 
@@ -95,7 +95,7 @@ def test_early_stopping_stops_after_patience_and_restores_best(monkeypatch):
     )
     spec = tiny_spec("train.epochs=6", "train.early_stopping_patience=2")
     data = load_data(spec.data, "bernoulli")
-    vae = build_vae(spec, data.dim)
+    vae = build(spec, data.dim)
     result = fit(vae, data, spec.train, progress=False)
     assert result.stop_reason == "early_stopping" and result.epochs == 4
     assert result.state.best_epoch == 2
@@ -107,9 +107,9 @@ def test_early_stopping_stops_after_patience_and_restores_best(monkeypatch):
 def test_time_limit_stops_after_the_epoch_that_passes_it():
     spec = tiny_spec("train.epochs=50", "train.max_seconds=1e-9")
     data = load_data(spec.data, "bernoulli")
-    result = fit(build_vae(spec, data.dim), data, spec.train, progress=False)
+    result = fit(build(spec, data.dim), data, spec.train, progress=False)
     assert result.stop_reason == "time_limit" and result.epochs == 1
-    full = fit(build_vae(spec, data.dim), data, tiny_spec("train.epochs=2").train, progress=False)
+    full = fit(build(spec, data.dim), data, tiny_spec("train.epochs=2").train, progress=False)
     assert full.stop_reason == "epochs" and full.epochs == 2
 
 
@@ -128,7 +128,7 @@ def test_beta_zero_lets_the_kl_grow():
     for beta in (0.0, 1.0):
         spec = tiny_spec(f"train.beta={beta}", "train.epochs=8")
         data = load_data(spec.data, "bernoulli")
-        vae = build_vae(spec, data.dim)
+        vae = build(spec, data.dim)
         fit(vae, data, spec.train, progress=False)
         with torch.no_grad():
             loc, scale = vae.encode(data.test)
