@@ -186,7 +186,13 @@ class TrainSpec:
     particles: int = _field(1, c.integer(1), "samples of z per example (k for iwae)")
     epochs: int = _field(300, c.integer(1), "passes over the training split")
     batch_size: int = _field(128, c.integer(1), "examples per step")
-    lr: float = _field(1e-3, c.positive_float, "Adam learning rate")
+    lr: float = _field(1e-3, c.positive_float, "Adam learning rate (the peak, with a schedule)")
+    lr_schedule: str = _field(
+        "constant",
+        c.choice("constant", "cosine"),
+        "cosine: anneal lr to 1% of itself over the epochs, or over max_seconds when that "
+        "binds first",
+    )
     beta: float = _field(1.0, c.non_negative_float, "weight of the KL term")
     kl_warmup_epochs: int = _field(0, c.integer(0), "epochs over which beta rises from 0")
     seed: int = _field(0, c.integer(0), "seed of initialisation and sampling")

@@ -141,3 +141,23 @@ def test_cuda_requested_without_gpu_is_a_spec_error():
         pytest.skip("this machine has a GPU")
     with pytest.raises(SpecError, match=r"train\.device"):
         svi.resolve_device("cuda")
+
+
+def test_cosine_schedule_anneals_over_steps_or_over_the_time_budget():
+    cosine = TrainSpec(lr=0.01, lr_schedule="cosine", max_seconds=100.0)
+    assert svi.lr_at(cosine, 0.0, 0.0) == pytest.approx(0.01)
+    assert svi.lr_at(cosine, 0.5, 0.0) == pytest.approx(0.01 * (0.01 + 0.99 * 0.5))
+    assert svi.lr_at(cosine, 0.1, 50.0) == svi.lr_at(cosine, 0.5, 0.0)  # time binds first
+    assert svi.lr_at(cosine, 0.0, 500.0) == pytest.approx(0.01 * svi.LR_FLOOR)
+    assert svi.lr_at(TrainSpec(lr=0.01), 0.9, 1e9) == 0.01
+
+
+def test_a_cosine_run_ends_near_the_floor_and_keeps_its_schedule_on_resume(tmp_path):
+    spec = tiny_spec("train.epochs=4", "train.lr_schedule=cosine")
+    full = train_model(spec, tmp_path / "full", progress=False)
+    lr = full.fit.state.optimizer["param_groups"][0]["lr"]
+    assert spec.train.lr * svi.LR_FLOOR <= lr < 0.1 * spec.train.lr
+    half = tiny_spec("train.epochs=2", "train.lr_schedule=cosine")
+    train_model(half, tmp_path / "half", progress=False)
+    with pytest.raises(UserError, match="lr_schedule"):  # the schedule is part of the run
+        train_model(tiny_spec("train.epochs=4"), tmp_path / "half", resume=True, progress=False)

@@ -28,7 +28,20 @@ from pyrovae.infer.objectives import estimate_bound, estimate_elbo, make_objecti
 from pyrovae.models import LatentModel
 from pyrovae.spec import TrainSpec
 
-__all__ = ["EpochRecord", "FitResult", "TrainState", "beta_at", "fit", "resolve_device"]
+__all__ = [
+    "LR_FLOOR",
+    "EpochRecord",
+    "FitResult",
+    "TrainState",
+    "beta_at",
+    "fit",
+    "lr_at",
+    "resolve_device",
+]
+
+LR_FLOOR = 0.01
+"""The cosine schedule ends at this share of ``train.lr``, not at 0, so that the last
+steps still move."""
 
 
 class EpochRecord(NamedTuple):
@@ -105,6 +118,29 @@ def beta_at(train: TrainSpec, step: int, steps_per_epoch: int) -> float:
     if train.kl_warmup_epochs == 0:
         return train.beta
     return train.beta * min(1.0, step / (train.kl_warmup_epochs * steps_per_epoch))
+
+
+def lr_at(train: TrainSpec, step_progress: float, seconds: float) -> float:
+    """Learning rate after ``step_progress`` (share of all steps done, 0..1) and
+    ``seconds`` of training.
+
+    With ``lr_schedule = "cosine"`` the progress is the larger of the share of
+    steps and the share of ``max_seconds`` used (when set), so a run cut by its
+    time budget still ends its anneal. The time share depends on the machine,
+    so a resumed run under a time budget is not bit-identical.
+    """
+    if train.lr_schedule == "constant":
+        return train.lr
+    progress = step_progress
+    if train.max_seconds:
+        progress = max(progress, seconds / train.max_seconds)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return train.lr * (LR_FLOOR + (1 - LR_FLOOR) * cosine)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def _initial_state(
@@ -214,6 +250,7 @@ def fit(
                     break
                 bar.set_description(f"epoch {epoch}/{train.epochs}")
                 start = time.perf_counter()
+                spent = sum(r.seconds for r in state.history)
                 vae.train()
                 perm = torch.randperm(n, generator=generator, device=device)
                 total = 0.0
@@ -221,7 +258,11 @@ def fit(
                     xb = x_train[perm[step * bs : (step + 1) * bs]]
                     if data.dynamic_binarization:
                         xb = binarize(xb, generator)
-                    beta = beta_at(train, (epoch - 1) * steps + step + 1, steps)
+                    done = (epoch - 1) * steps + step
+                    beta = beta_at(train, done + 1, steps)
+                    if train.lr_schedule != "constant":
+                        elapsed = spent + time.perf_counter() - start
+                        _set_lr(optimizer, lr_at(train, done / (train.epochs * steps), elapsed))
                     loss = objective(vae.model, vae.guide, xb, n, beta)
                     value = loss.item()
                     if not math.isfinite(value):
