@@ -246,6 +246,21 @@ def local_section(folder: Path, run_dir: Path) -> str:
     for name in ("marginals", "pairs"):
         if (folder / "figures" / f"{name}.png").is_file():
             parts += [f"![{name}]({rel}/figures/{name}.png)", ""]
+    from pyrovae.compare_plots import MAX_MARGINAL_PANELS
+    from pyrovae.diagnostics import MAX_FOREST_ROWS, MAX_PAIR_ELEMENTS, PAIR_POINTS
+
+    overlays = {  # diagnostics.plot_overlays, called by pyrovae.posterior_files
+        "density": f"ArviZ density overlay: each method's marginal of the first "
+        f"{MAX_MARGINAL_PANELS} coordinates z[n,l] (point n, latent l) over its 99% HDI, dots "
+        "at the means; the NUTS reference in grey.",
+        "forest": f"ArviZ forest plot of the first {MAX_FOREST_ROWS} coordinates z[n,l] per "
+        "method (chains combined): median (dot), quartiles (thick) and 94% HDI (thin).",
+        "pair": f"ArviZ pair plot: every pair of the first {MAX_PAIR_ELEMENTS} coordinates "
+        f"z[n,l], {PAIR_POINTS} draws per method (later methods drawn over earlier ones).",
+    }
+    for name, caption in overlays.items():
+        if (folder / "figures" / f"{name}.png").is_file():
+            parts += [caption, "", f"![{name}]({rel}/figures/{name}.png)", ""]
     for name in ("loo.md", "arviz_summary.md"):  # written by pyrovae.posterior_files
         if (folder / name).is_file():
             parts += [_nest_headings((folder / name).read_text().strip()), ""]

@@ -133,6 +133,9 @@ def test_run_writes_a_report_whose_figures_exist(tmp_path):
         "denoising",
         "marginals",
         "pairs",
+        "density",
+        "forest",
+        "pair",
     }
     assert "## Local posteriors p(z|x)" in report and "amortization gap" in report
     for link in links:
