@@ -8,19 +8,20 @@ The public API, in the order data flow through it::
 or, stage by stage::
 
     data = load_data(spec.data, spec.model.likelihood.name)
-    vae = VAE(spec.model, data.dim)
-    result = fit(vae, data, spec.train)
+    model = build_model(spec.model, data.dim)   # a VAE, or an Autoencoder for the AE kinds
+    result = fit(model, data, spec.train)
 """
 
 from pyrovae.data import Dataset, load_data
 from pyrovae.errors import DataError, NonFiniteLossError, PyrovaeError, SpecError, UserError
 from pyrovae.infer import FitResult, TrainState, fit
-from pyrovae.models import VAE
+from pyrovae.models import VAE, Autoencoder, build_model
 from pyrovae.pipeline import TrainOutcome, train_model
 from pyrovae.spec import Spec, load_spec, spec_from_dict
 
 __all__ = [
     "VAE",
+    "Autoencoder",
     "DataError",
     "Dataset",
     "FitResult",
@@ -31,6 +32,7 @@ __all__ = [
     "TrainOutcome",
     "TrainState",
     "UserError",
+    "build_model",
     "fit",
     "load_data",
     "load_spec",

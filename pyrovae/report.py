@@ -15,7 +15,9 @@ from typing import Any
 import torch
 
 from pyrovae import latent_plots, plots
+from pyrovae.compare_plots import MAX_MARGINAL_PANELS
 from pyrovae.data import Dataset
+from pyrovae.diagnostics import MAX_FOREST_ROWS, MAX_PAIR_ELEMENTS, PAIR_POINTS
 from pyrovae.evaluate import Evaluation
 from pyrovae.infer.local import frozen
 from pyrovae.infer.svi import EpochRecord
@@ -243,13 +245,11 @@ def local_section(folder: Path, run_dir: Path) -> str:
         _nest_headings((folder / "comparison.md").read_text().strip()),
         "",
     ]
-    for name in ("marginals", "pairs"):
-        if (folder / "figures" / f"{name}.png").is_file():
-            parts += [f"![{name}]({rel}/figures/{name}.png)", ""]
-    from pyrovae.compare_plots import MAX_MARGINAL_PANELS
-    from pyrovae.diagnostics import MAX_FOREST_ROWS, MAX_PAIR_ELEMENTS, PAIR_POINTS
-
-    overlays = {  # diagnostics.plot_overlays, called by pyrovae.posterior_files
+    overlays = {
+        "marginals": "Marginals of each method against the NUTS reference (the comparison's "
+        "own figure, in its colours).",
+        "pairs": "Joint draws of each method against the reference, two coordinates at a time.",
+        # diagnostics.plot_overlays, called by pyrovae.posterior_files
         "density": f"ArviZ density overlay: each method's marginal of the first "
         f"{MAX_MARGINAL_PANELS} coordinates z[n,l] (point n, latent l) over its 99% HDI, dots "
         "at the means; the NUTS reference in grey.",

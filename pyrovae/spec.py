@@ -335,7 +335,7 @@ def _check_tied(m: ModelSpec) -> None:
             f"a tied_ae's decoder is its encoder transposed, so its hidden sizes are the "
             f"encoder's reversed: {list(mirror)}; got {list(m.decoder.hidden)}",
         )
-    if m.decoder.activation != m.encoder.activation:
+    if m.encoder.hidden and m.decoder.activation != m.encoder.activation:
         raise SpecError(
             "model.decoder.activation",
             f"a tied_ae's decoder uses the encoder's activation '{m.encoder.activation}', "
