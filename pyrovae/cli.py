@@ -236,8 +236,8 @@ def _print_evaluation(metrics: dict, run_dir: Path) -> None:
         print(
             f"test reconstruction error {metrics['test_reconstruction_error']:.3f} "
             f"(from corrupted inputs {metrics['test_corrupted_reconstruction_error']:.3f}); "
-            f"decoded N(0, I) codes lie {metrics['latent_prior_sample_distance']:.3f} from the "
-            f"data; report: {run_dir / 'report.md'}"
+            f"energy distance of decoded N(0, I) codes to the data "
+            f"{metrics['latent_prior_energy_distance']:.3f}; report: {run_dir / 'report.md'}"
         )
         return
     print(

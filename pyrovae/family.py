@@ -38,17 +38,19 @@ __all__ = [
 ]
 
 COLUMNS = {
-    "test_reconstruction_error": ("reconstruction error", "lower"),
-    "test_corrupted_reconstruction_error": ("from corrupted input", "lower"),
-    "latent_prior_sample_distance": ("N(0, I) samples → data", "lower"),
-    "latent_fitted_sample_distance": ("fitted samples → data", "lower"),
-    "latent_prior_coverage_distance": ("data → N(0, I) samples", "lower"),
-    "latent_fitted_coverage_distance": ("data → fitted samples", "lower"),
-    "latent_reconstruction_distance": ("reconstructions → data", "lower"),
-    "latent_interpolation_distance": ("interpolations → data", "lower"),
-    "latent_interpolation_roughness": ("interpolation roughness", "lower"),
+    "latent_prior_energy_distance": "energy distance, N(0, I) samples",
+    "latent_fitted_energy_distance": "energy distance, fitted samples",
+    "test_reconstruction_error": "reconstruction error",
+    "test_corrupted_reconstruction_error": "from corrupted input",
+    "latent_prior_sample_distance": "N(0, I) samples → data",
+    "latent_fitted_sample_distance": "fitted samples → data",
+    "latent_prior_coverage_distance": "data → N(0, I) samples",
+    "latent_fitted_coverage_distance": "data → fitted samples",
+    "latent_reconstruction_distance": "reconstructions → data",
+    "latent_interpolation_distance": "interpolations → data",
+    "latent_interpolation_roughness": "interpolation roughness",
 }
-"""Columns of the family table: metrics.json key -> (heading, which way is better)."""
+"""Columns of the family table: metrics.json key -> heading. Lower is better in each."""
 
 _SAMPLES_SHOWN = 12
 
@@ -209,7 +211,7 @@ def markdown_table(table: dict[str, dict[str, float]]) -> str:
     """The family table in markdown, the best value of each column in bold."""
     keys = [k for k in COLUMNS if any(k in row for row in table.values())]
     lines = [
-        "| kind | " + " | ".join(COLUMNS[k][0] for k in keys) + " |",
+        "| kind | " + " | ".join(COLUMNS[k] for k in keys) + " |",
         "| --- |" + " ---: |" * len(keys),
     ]
     best = {k: _best(table, k) for k in keys}
@@ -228,16 +230,16 @@ def reading(table: dict[str, dict[str, float]]) -> list[str]:
     autoencoders = {k: row for k, row in table.items() if k != "vae"}
     if "vae" in table and autoencoders:
         for key, what in (
-            ("latent_prior_sample_distance", "Decoded N(0, I) codes"),
-            ("latent_fitted_sample_distance", "Decoded codes from a fitted Gaussian"),
+            ("latent_prior_energy_distance", "Decoded N(0, I) codes"),
+            ("latent_fitted_energy_distance", "Decoded codes from a fitted Gaussian"),
         ):
             best = min(autoencoders, key=lambda k: autoencoders[k][key])
             vae, ae = table["vae"][key], autoencoders[best][key]
-            share = abs(ae - vae) / ae
-            how = f"{share:.1%} closer to" if vae < ae else f"{share:.1%} farther from"
+            winner = "the VAE's" if vae < ae else f"{best}'s"
             out.append(
-                f"{what}: the VAE's lie {vae:.3f} from the data, {how} it than those of the "
-                f"best autoencoder, {best} ({ae:.3f})."
+                f"{what}: energy distance to the data {vae:.3f} for the VAE, {ae:.3f} for the "
+                f"best autoencoder ({best}); {winner} samples are "
+                f"{max(vae, ae) / max(min(vae, ae), 1e-12):.1f}x closer."
             )
     if {"ae", "denoising_ae"} <= set(table):
         key = "test_corrupted_reconstruction_error"
@@ -264,9 +266,10 @@ def render_family(
         "",
         f"The same spec (data `{spec.data.name}`, latent_dim = {spec.model.latent_dim}, "
         f"likelihood `{spec.model.likelihood.name}`, {spec.train.epochs} epochs, seed "
-        f"{spec.train.seed}) trained as each model kind. Distances are Euclidean, in pixel "
-        "space, from decoded means to the nearest training example (or back); errors are "
-        "squared and summed over values; corrupted inputs use "
+        f"{spec.train.seed}) trained as each model kind. Energy distances compare 1,000 decoded "
+        "means with the training data as distributions (0 = the same); the other distances "
+        "are from decoded means to the nearest training example (or back). All are Euclidean, "
+        "in pixel space. Errors are squared and summed over values; corrupted inputs use "
         f"`{corruption.corruption}` at {corruption.corruption_level:g}. Lower is better in every "
         "column; the best is in bold. See `pyrovae.latent_space` for the definitions.",
         "",

@@ -26,6 +26,7 @@ from pyrovae.plots import (
 
 __all__ = [
     "DISTANCE_BARS",
+    "ENERGY_BARS",
     "MAX_UNITS",
     "plot_denoising",
     "plot_family_distances",
@@ -46,7 +47,13 @@ DISTANCE_BARS = {
     "fitted_coverage_distance": ("data → samples z ~ fitted Gaussian", "tab:orange", "//"),
     "interpolation_distance": ("interpolation frames → data", "tab:green", ""),
 }
-"""Bars of :func:`plot_family_distances`: metric -> (legend label, colour, hatch)."""
+"""Right panel of :func:`plot_family_distances`: metric -> (legend label, colour, hatch)."""
+
+ENERGY_BARS = {
+    "prior_energy_distance": ("z ~ N(0, I)", "tab:purple", ""),
+    "fitted_energy_distance": ("z ~ fitted Gaussian", "tab:purple", "//"),
+}
+"""Left panel of :func:`plot_family_distances` (log scale)."""
 
 
 def _row_labels(ax, labels: Sequence[str], height: int) -> None:
@@ -146,36 +153,54 @@ def plot_family_rows(
 
 
 def plot_family_distances(table: Mapping[str, Mapping[str, float]], path) -> Path:
-    """Grouped bars of the latent-space distances of each kind (lower is better).
+    """Latent-space distances of each kind as grouped bars (lower is better).
 
     Parameters
     ----------
     table : mapping of kind -> mapping of metric -> value
-        Metrics named in :data:`DISTANCE_BARS` (missing ones are skipped) and,
-        when present, ``reconstruction_distance``, drawn as a black tick: the
-        distance the model's own reconstructions reach.
+        Left panel (log scale): the energy distances of :data:`ENERGY_BARS`;
+        right panel: the nearest-neighbour distances of :data:`DISTANCE_BARS`
+        and, when present, ``reconstruction_distance`` as a black tick (the
+        distance the model's own reconstructions reach). Missing metrics are
+        skipped.
     path : str or Path
         PNG to write; ``SIZES["family_distances"]``.
     """
     kinds = list(table)
-    bars = [m for m in DISTANCE_BARS if any(m in table[k] for k in kinds)]
-    if not kinds or not bars:
+    energy = [m for m in ENERGY_BARS if any(m in table[k] for k in kinds)]
+    nearest = [m for m in DISTANCE_BARS if any(m in table[k] for k in kinds)]
+    if not kinds or not (energy or nearest):
         raise ValueError("family distances: nothing to plot")
     fig = _new_figure("family_distances")
-    ax = fig.subplots()
-    width = 0.8 / len(bars)
+    left, right = fig.subplots(1, 2, width_ratios=[1, 2])
+    _grouped_bars(left, table, energy, ENERGY_BARS)
+    left.set_yscale("log")
+    left.set_ylabel("energy distance to the training data\n(log scale, lower is better)")
+    left.set_title("Samples as a distribution", fontsize=11)
+    x = _grouped_bars(right, table, nearest, DISTANCE_BARS)
+    recon = [table[k].get("reconstruction_distance", np.nan) for k in kinds]
+    if np.isfinite(recon).any():
+        right.hlines(
+            recon, x - 0.45, x + 0.45, colors="black", lw=2, label="reconstructions → data"
+        )
+    right.set_ylabel("mean nearest-neighbour distance\nin pixel space (lower is better)")
+    right.set_title("Nearest neighbours (favour faint, blurred images)", fontsize=11)
+    for ax in (left, right):
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2)
+    fig.suptitle("Latent space: how close decoded codes lie to the data, by model kind")
+    return _save(fig, path)
+
+
+def _grouped_bars(ax, table, metrics: Sequence[str], styles: Mapping[str, tuple]) -> np.ndarray:
+    """One group of bars per kind, one bar per metric; returns the group centres."""
+    kinds = list(table)
     x = np.arange(len(kinds), dtype=float)
-    for i, metric in enumerate(bars):
-        label, color, hatch = DISTANCE_BARS[metric]
+    width = 0.8 / max(len(metrics), 1)
+    for i, metric in enumerate(metrics):
+        label, color, hatch = styles[metric]
         values = [table[k].get(metric, np.nan) for k in kinds]
         offset = x - 0.4 + (i + 0.5) * width
         ax.bar(offset, values, width, label=label, color=color, hatch=hatch, edgecolor="white")
-    recon = [table[k].get("reconstruction_distance", np.nan) for k in kinds]
-    if np.isfinite(recon).any():
-        ax.hlines(recon, x - 0.45, x + 0.45, colors="black", lw=2, label="reconstructions → data")
-    ax.set_xticks(x, kinds)
-    ax.set_ylabel("mean nearest-neighbour distance\nin pixel space (lower is better)")
-    ax.set_title("Latent space: how close decoded codes lie to the data, by model kind")
+    ax.set_xticks(x, kinds, rotation=30)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(fig, path)
+    return x

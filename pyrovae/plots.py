@@ -73,7 +73,7 @@ SIZES: dict[str, tuple[float, float]] = {
     "denoising": (10, 4),
     "family_samples": (10, 5),
     "family_interpolation": (10, 5),
-    "family_distances": (10, 5),
+    "family_distances": (10, 6),
 }
 """Figure size in inches (width, height) of each figure, keyed by the name after ``plot_``."""
 

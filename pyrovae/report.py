@@ -83,6 +83,8 @@ METRIC_DOCS = {
     "local_amortization_gap_nats": "mean ELBO(q*) - ELBO(q_phi)",
     "test_reconstruction_error": "squared error of reconstructions, summed over values",
     "test_corrupted_reconstruction_error": "the same, reconstructing from corrupted inputs",
+    "latent_prior_energy_distance": "energy distance, decoded z ~ N(0, I) vs training data",
+    "latent_fitted_energy_distance": "the same, z from a Gaussian fitted to the codes",
     "latent_prior_sample_distance": "decoded z ~ N(0, I) to the nearest training example",
     "latent_fitted_sample_distance": "decoded z ~ Gaussian fitted to the codes, the same",
     "latent_prior_coverage_distance": "training example to the nearest decoded z ~ N(0, I)",
@@ -272,10 +274,10 @@ def _autoencoder_headline(metrics: dict[str, Any]) -> str:
         f"Test reconstruction error **{metrics['test_reconstruction_error']:.3f}** (squared, "
         f"per example); from corrupted inputs "
         f"{metrics['test_corrupted_reconstruction_error']:.3f}. "
-        f"Decoded z ~ N(0, I) lie {metrics['latent_prior_sample_distance']:.3f} from the nearest "
-        f"training example, decoded codes from a Gaussian fitted to the codes "
-        f"{metrics['latent_fitted_sample_distance']:.3f}, reconstructions "
-        f"{metrics['latent_reconstruction_distance']:.3f} (pixel-space distances)."
+        f"Energy distance to the training data of decoded z ~ N(0, I): "
+        f"{metrics['latent_prior_energy_distance']:.3f}; of decoded codes from a Gaussian "
+        f"fitted to the codes: {metrics['latent_fitted_energy_distance']:.3f} (pixel space, "
+        "0 = same distribution)."
     )
 
 

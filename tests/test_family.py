@@ -76,10 +76,12 @@ def test_family_checks_every_kinds_spec_before_training(tmp_path):
 
 def test_markdown_table_bolds_the_best_and_reading_states_the_comparison():
     table = {
-        "vae": {"latent_prior_sample_distance": 1.0, "latent_fitted_sample_distance": 1.3},
-        "ae": {"latent_prior_sample_distance": 1.5, "latent_fitted_sample_distance": 1.2},
+        "vae": {"latent_prior_energy_distance": 0.2, "latent_fitted_energy_distance": 0.3},
+        "ae": {"latent_prior_energy_distance": 0.8, "latent_fitted_energy_distance": 0.1},
     }
     text = markdown_table(table)
-    assert "| vae | **1.000** | 1.300 |" in text and "| ae | 1.500 | **1.200** |" in text
+    assert "| vae | **0.200** | 0.300 |" in text and "| ae | 0.800 | **0.100** |" in text
     lines = reading(table)
-    assert "33.3% closer to" in lines[0] and "8.3% farther from" in lines[1]
+    assert "0.200 for the VAE, 0.800 for the best autoencoder (ae)" in lines[0]
+    assert "the VAE's samples are 4.0x closer" in lines[0]
+    assert "ae's samples are 3.0x closer" in lines[1]

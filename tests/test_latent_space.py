@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from pyrovae.data import load_data
 from pyrovae.infer.svi import fit
 from pyrovae.latent_space import (
+    energy_distance,
     fitted_gaussian,
     latent_space_metrics,
     nearest_distances,
@@ -24,6 +27,20 @@ def test_nearest_distances_match_brute_force():
     brute = torch.stack([(data - p).norm(dim=1).min() for p in points.double()])
     assert torch.allclose(nearest_distances(points, data), brute.double(), atol=1e-5)
     assert nearest_distances(data, data).abs().max() < 1e-6
+
+
+def test_energy_distance_matches_the_closed_form_for_shifted_gaussians():
+    """X ~ N(0, 1), Y ~ N(1, 1): 2 E|X-Y| - E|X-X'| - E|Y-Y'| with X - Y ~ N(-1, 2),
+    E|N(m, s^2)| = s sqrt(2/pi) exp(-m^2 / 2s^2) + m (1 - 2 Phi(-m/s)), E|X-X'| = 2/sqrt(pi)."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8000, 1, generator=gen), torch.randn(8000, 1, generator=gen) + 1.0
+    s = math.sqrt(2)
+    e_xy = s * math.sqrt(2 / math.pi) * math.exp(-1 / 4) + (1 - 2 * 0.5 * math.erfc(1 / 2))
+    exact = 2 * e_xy - 2 * 2 / math.sqrt(math.pi)
+    # Over 20 seeds at n = 3000 the sd was 0.024, so about 0.015 here: 4 sd is 0.06.
+    assert energy_distance(x, y) == pytest.approx(exact, abs=0.06)
+    same = energy_distance(x, torch.randn(8000, 1, generator=gen))
+    assert abs(same) < 0.02
 
 
 def test_roughness_is_one_for_even_steps_and_grows_with_a_jump():
@@ -83,14 +100,14 @@ def trained_kinds():
 
 
 def test_vae_prior_samples_lie_closer_to_the_data_than_any_autoencoders(trained_kinds):
-    """Seeded (digits, L = 2, 150 epochs, seed 0: VAE 1.228, best AE 1.382, the
-    denoising AE). Decoding z ~ N(0, I) is the generative use only the VAE was trained
-    for; the margin asked is 5%."""
+    """Seeded (digits, L = 2, 150 epochs, seed 0). Decoding z ~ N(0, I) is the generative
+    use only the VAE was trained for. Energy distance to the training data: VAE 0.258,
+    best autoencoder 0.835 (tied_ae), 3.2x; the margin asked is 2x."""
     results = {kind: trained_kinds(kind, 2, 150) for kind in KINDS}
-    vae = results["vae"].prior_sample_distance
-    best_ae = min(r.prior_sample_distance for k, r in results.items() if k != "vae")
-    assert vae < 0.95 * best_ae, {k: r.prior_sample_distance for k, r in results.items()}
-    # The VAE's samples also cover the data better (the other direction).
+    energy = {k: r.prior_energy_distance for k, r in results.items()}
+    best_ae = min(v for k, v in energy.items() if k != "vae")
+    assert energy["vae"] < 0.5 * best_ae, energy
+    # The VAE's samples also cover the data better (nearest neighbours, the other way).
     vae_cover = results["vae"].prior_coverage_distance
     assert all(vae_cover < r.prior_coverage_distance for k, r in results.items() if k != "vae")
 
