@@ -281,9 +281,8 @@ def fit(
                 record = EpochRecord(
                     epoch, -total / steps / n, val, bound, beta, time.perf_counter() - start
                 )
-                bar.set_postfix_str(
-                    f"objective={record.train_objective_nats:.2f} val_elbo={val:.2f}"
-                )
+                shown = f"objective={record.train_objective_nats:.2f}"
+                bar.set_postfix_str(shown + (f" val_elbo={val:.2f}" if x_val.shape[0] else ""))
                 state = _next_state(state, vae, optimizer, generator, record, patience)
                 if on_epoch_end is not None:
                     on_epoch_end(state)
