@@ -26,8 +26,16 @@ def _summary(comparison, method):
     return [r for r in comparison.summary if r["method"] == method]
 
 
-@pytest.mark.parametrize("name", ["normal_normal", "blr_known_noise"])
-@pytest.mark.parametrize("kernel", ["nuts", "metropolis"])
+@pytest.mark.parametrize(
+    ("name", "kernel"),
+    [
+        ("normal_normal", "nuts"),
+        ("normal_normal", "metropolis"),
+        ("blr_known_noise", "metropolis"),
+        # 30 s; the same NUTS path is checked on normal_normal and on eight schools
+        pytest.param("blr_known_noise", "nuts", marks=pytest.mark.slow),
+    ],
+)
 def test_mcmc_matches_exact_posterior_within_four_mcse(name, kernel):
     model = zoo.get_model(name)
     result = run_method(model, kernel, num_samples=2000, seed=0)
@@ -79,6 +87,7 @@ def test_reference_file_columns_are_matched_by_name(tmp_path):
         reference_draws(model, bad)
 
 
+@pytest.mark.slow  # 15 s of NUTS
 def test_logistic_regression_reference_is_a_long_nuts_run(monkeypatch):
     import pyrovae.methods as methods
 
