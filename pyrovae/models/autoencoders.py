@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyrovae.likelihoods import Likelihood
+from pyrovae.models.vae import data_plate
 from pyrovae.nn import ACTIVATIONS, mlp
 from pyrovae.spec import AUTOENCODER_KINDS, AutoencoderSpec, ModelSpec
 
@@ -163,13 +164,6 @@ class Autoencoder(PyroModule):
 
     # ----------------------------------------------------------- Pyro pair
 
-    @staticmethod
-    def _plate(x: torch.Tensor, n_total: int | None) -> pyro.plate:
-        b = x.shape[0]
-        if n_total is None or n_total == b:
-            return pyro.plate("data", b, dim=-1)
-        return pyro.plate("data", n_total, subsample=torch.arange(b, device=x.device), dim=-1)
-
     def model(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
         """A flat prior on z and the decoder's likelihood of x; plus the sparsity factor.
 
@@ -177,7 +171,7 @@ class Autoencoder(PyroModule):
         """
         b = x.shape[0]
         flat = dist.ImproperUniform(constraints.real, (b,), (self.latent_dim,))
-        with self._plate(x, n_total):
+        with data_plate(x, n_total):
             z = pyro.sample("z", flat)
             pyro.sample("x", self.observation(z), obs=x)
             if self.kind == "sparse_ae":
@@ -189,7 +183,7 @@ class Autoencoder(PyroModule):
         """z ~ Delta(f_phi(x)); a denoising_ae in training mode encodes a corrupted x."""
         if self.kind == "denoising_ae" and self.training:
             x = corrupt(x, self.spec.autoencoder)
-        with self._plate(x, n_total):
+        with data_plate(x, n_total):
             pyro.sample("z", dist.Delta(self.code(x)).to_event(1))
 
     # ----------------------------------------------------------- conveniences

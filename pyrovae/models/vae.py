@@ -24,7 +24,16 @@ from pyrovae.likelihoods import MIN_SCALE, Likelihood
 from pyrovae.nn import mlp
 from pyrovae.spec import ModelSpec
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "data_plate"]
+
+
+def data_plate(x: torch.Tensor, n_total: int | None) -> pyro.plate:
+    """``pyro.plate("data")`` over the rows of ``x`` ``(B, D)`` at dim -1; when ``x`` is a
+    minibatch of ``n_total`` examples, a subsampled plate that scales by ``n_total / B``."""
+    b = x.shape[0]
+    if n_total is None or n_total == b:
+        return pyro.plate("data", b, dim=-1)
+    return pyro.plate("data", n_total, subsample=torch.arange(b, device=x.device), dim=-1)
 
 
 class VAE(PyroModule):
@@ -84,13 +93,6 @@ class VAE(PyroModule):
     # ----------------------------------------------------------- Pyro pair
 
     @staticmethod
-    def _plate(x: torch.Tensor, n_total: int | None) -> pyro.plate:
-        b = x.shape[0]
-        if n_total is None or n_total == b:
-            return pyro.plate("data", b, dim=-1)
-        return pyro.plate("data", n_total, subsample=torch.arange(b, device=x.device), dim=-1)
-
-    @staticmethod
     def _beta(beta: float) -> contextlib.AbstractContextManager:
         if beta == 1.0:
             return contextlib.nullcontext()
@@ -100,7 +102,7 @@ class VAE(PyroModule):
 
     def model(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
         """p(z) p(x|z) with x observed; ``x`` is ``(B, D)``, sites ``z`` and ``x``."""
-        with self._plate(x, n_total):
+        with data_plate(x, n_total):
             with self._beta(beta):
                 z = pyro.sample("z", self.prior(x))
             pyro.sample("x", self.observation(z), obs=x)
@@ -108,7 +110,7 @@ class VAE(PyroModule):
     def guide(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
         """q(z|x) = N(mu_phi(x), diag sigma_phi(x)^2), one ``z`` per row of ``x``."""
         loc, scale = self.encode(x)
-        with self._plate(x, n_total):
+        with data_plate(x, n_total):
             with self._beta(beta):
                 pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
