@@ -170,18 +170,37 @@ def plot_overlays(
                     _scalars(key, ordered[key], pair, max_draws=PAIR_POINTS, seed=i),
                     var_names=[label for label, _, _ in pair],
                     kind="scatter",
-                    scatter_kwargs={"color": colors[key], "alpha": 0.6, "s": 14},
+                    scatter_kwargs=_pair_style(key, colors[key]),
                     ax=axes,
                     show=False,
                 )
             fig = _figure_of(axes)
-            handles = [Line2D([], [], marker="o", ls="", color=colors[k], label=k) for k in keys]
-            fig.legend(handles=handles, loc="upper right", frameon=False)
+            handles = [
+                Line2D([], [], marker="o", ls="", ms=8, color=colors[k], label=k) for k in keys
+            ]
+            fig.legend(
+                handles=handles,
+                loc="upper right",
+                bbox_to_anchor=(0.9, 0.88),  # the empty upper triangle of the grid
+                title="method",
+                fontsize=12,
+                title_fontsize=12,
+                frameon=False,
+            )
             paths["pair"] = _save_figure(fig, folder / "pair.png")
     finally:
         for number in set(plt.get_fignums()) - before:
             plt.close(number)
     return paths
+
+
+def _pair_style(key: str, color: str) -> dict[str, Any]:
+    """The reference as a large, faint background cloud; each method in small dots over it.
+
+    ``az.plot_pair`` defaults to the ``"."`` marker, which stays tiny whatever its size.
+    """
+    size, alpha = (40, 0.2) if key == REFERENCE else (9, 0.6)
+    return {"color": color, "alpha": alpha, "s": size, "marker": "o", "edgecolors": "none"}
 
 
 def _save_figure(fig: Any, path: Path) -> Path:
