@@ -21,7 +21,7 @@ import torch
 from pyrovae import latent_plots
 from pyrovae.errors import UserError
 from pyrovae.infer.local import frozen
-from pyrovae.latent_space import fitted_gaussian, interpolation_paths
+from pyrovae.latent_space import fitted_gaussian, interpolation_paths, sample_fitted
 from pyrovae.pipeline import load_trained, run_pipeline
 from pyrovae.runs import CHECKPOINT, read_metrics, write_atomic
 from pyrovae.spec import KINDS, Spec, spec_from_dict, spec_to_dict
@@ -164,12 +164,14 @@ def _figures(
             "family_samples",
             "Decoded codes z ~ N(0, I), the same z in every row",
         )
-        fitted = {}
-        for kind, m in models.items():
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                codes = fitted_gaussian(m.code(trained[kind].data.train)).sample((_SAMPLES_SHOWN,))
-            fitted[kind] = m.decode(codes.float())
+        fitted = {
+            kind: m.decode(
+                sample_fitted(
+                    fitted_gaussian(m.code(trained[kind].data.train)), _SAMPLES_SHOWN, seed
+                )
+            )
+            for kind, m in models.items()
+        }
         out["fitted_samples"] = latent_plots.plot_family_rows(
             fitted,
             shape,

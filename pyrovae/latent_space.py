@@ -64,6 +64,7 @@ __all__ = [
     "latent_space_metrics",
     "nearest_distances",
     "roughness",
+    "sample_fitted",
 ]
 
 COVARIANCE_JITTER = 1e-6
@@ -133,6 +134,16 @@ def fitted_gaussian(codes: torch.Tensor) -> torch.distributions.MultivariateNorm
     jitter = COVARIANCE_JITTER * max(cov.diagonal().mean().item(), 1e-12)
     cov = cov + jitter * torch.eye(cov.shape[0], dtype=cov.dtype)
     return torch.distributions.MultivariateNormal(mean, covariance_matrix=cov)
+
+
+def sample_fitted(
+    fitted: torch.distributions.MultivariateNormal, n: int, seed: int
+) -> torch.Tensor:
+    """``n`` seeded float32 draws ``(n, L)`` of a fitted code Gaussian; the global
+    random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fitted.sample((n,)).float()
 
 
 def interpolation_paths(
@@ -206,9 +217,7 @@ def latent_space_metrics(
 
     prior = model.sample(samples, generator=generator)
     fitted = fitted_gaussian(model.code(train).cpu())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        fitted_samples = model.decode(fitted.sample((samples,)).float().to(device))
+    fitted_samples = model.decode(sample_fitted(fitted, samples, seed).to(device))
     pairs = min(pairs, test.shape[0] // 2)
     paths = interpolation_paths(model, test[:pairs], test[pairs : 2 * pairs], steps)
     interior = paths[:, 1:-1].reshape(-1, paths.shape[-1])

@@ -21,7 +21,7 @@ from pyrovae.diagnostics import MAX_FOREST_ROWS, MAX_PAIR_ELEMENTS, PAIR_POINTS
 from pyrovae.evaluate import Evaluation
 from pyrovae.infer.local import frozen
 from pyrovae.infer.svi import EpochRecord
-from pyrovae.latent_space import fitted_gaussian, interpolation_paths
+from pyrovae.latent_space import fitted_gaussian, interpolation_paths, sample_fitted
 from pyrovae.models import LatentModel
 from pyrovae.models.autoencoders import corrupt
 from pyrovae.spec import Spec, spec_to_toml
@@ -164,11 +164,8 @@ def make_figures(
         title=prior_title if vae else "Decoded codes z ~ N(0, I) (an autoencoder has no prior)",
     )
     fitted = fitted_gaussian(model.code(data.train))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        fitted_codes = fitted.sample((64,)).float()
     out["fitted_samples"] = plots.plot_samples(
-        model.decode(fitted_codes),
+        model.decode(sample_fitted(fitted, 64, seed)),
         shape,
         folder / "fitted_samples.png",
         data=test,
