@@ -32,6 +32,7 @@ from pyrovae.errors import SpecError
 
 __all__ = [
     "AUTOENCODER_KINDS",
+    "IWAE_OBJECTIVES",
     "KINDS",
     "AutoencoderSpec",
     "DataSpec",
@@ -56,6 +57,8 @@ UNIT_INTERVAL_LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
 KINDS = ("vae", "ae", "tied_ae", "denoising_ae", "sparse_ae")
 AUTOENCODER_KINDS = KINDS[1:]
 """The deterministic ancestors of the VAE: point-mass guides, no prior."""
+IWAE_OBJECTIVES = ("iwae", "iwae_dreg")
+"""Objectives that train the k-sample importance-weighted bound."""
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid")
 
 
@@ -180,8 +183,9 @@ class TrainSpec:
 
     objective: str = _field(
         "elbo",
-        c.choice("elbo", "analytic_kl", "iwae"),
-        "elbo: Trace_ELBO; analytic_kl: TraceMeanField_ELBO; iwae: k-sample bound",
+        c.choice("elbo", "analytic_kl", *IWAE_OBJECTIVES),
+        "elbo: Trace_ELBO; analytic_kl: TraceMeanField_ELBO; iwae: k-sample bound; "
+        "iwae_dreg: the same bound with doubly reparameterised encoder gradients",
     )
     particles: int = _field(1, c.integer(1), "samples of z per example (k for iwae)")
     epochs: int = _field(300, c.integer(1), "passes over the training split")
@@ -271,10 +275,10 @@ def spec_from_dict(raw: dict[str, Any]) -> Spec:
 def _check_consistency(spec: Spec) -> None:
     """Checks that involve more than one field."""
     t, d, m = spec.train, spec.data, spec.model
-    if t.objective == "iwae" and (t.beta != 1.0 or t.kl_warmup_epochs):
+    if t.objective in IWAE_OBJECTIVES and (t.beta != 1.0 or t.kl_warmup_epochs):
         raise SpecError(
             "train.beta" if t.beta != 1.0 else "train.kl_warmup_epochs",
-            "the iwae objective bounds log p(x) only with beta = 1 and no KL warm-up; "
+            f"the {t.objective} objective bounds log p(x) only with beta = 1 and no KL warm-up; "
             "use objective = 'elbo' for a beta-VAE",
         )
     if d.name in ("mnist", "arrays") and not d.path:

@@ -172,7 +172,7 @@ def test_the_sparse_penalty_drives_mean_activation_towards_rho(digits):
 def test_bad_kinds_and_settings_give_one_line_errors():
     cases = {
         "model.kind": {"model": {"kind": "rbm"}},
-        "train.objective": {"model": {"kind": "ae"}, "train": {"objective": "iwae"}},
+        "train.objective": {"model": {"kind": "ae"}, "train": {"objective": "iwae_dreg"}},
         "train.particles": {"model": {"kind": "ae"}, "train": {"particles": 4}},
         "train.beta": {"model": {"kind": "sparse_ae"}, "train": {"beta": 0.5}},
         "model.decoder.hidden": {"model": {"kind": "tied_ae", "decoder": {"hidden": [64]}}},

@@ -445,6 +445,12 @@ FIELD_ERRORS = [
         "use objective = 'elbo' for a beta-VAE",
     ),
     (
+        {"train.objective": "iwae_dreg", "train.beta": 2.0},
+        "train.beta",
+        "the iwae_dreg objective bounds log p(x) only with beta = 1 and no KL warm-up; "
+        "use objective = 'elbo' for a beta-VAE",
+    ),
+    (
         {"data.name": "mnist"},
         "data.path",
         "data.name = 'mnist' needs a folder for the IDX files, got ''",

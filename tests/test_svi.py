@@ -28,7 +28,7 @@ def test_linear_gaussian_test_elbo_within_one_nat_of_exact_log_likelihood(tmp_pa
     assert m["seconds"] < 60
 
 
-@pytest.mark.parametrize("objective", ["elbo", "analytic_kl", "iwae"])
+@pytest.mark.parametrize("objective", ["elbo", "analytic_kl", "iwae", "iwae_dreg"])
 def test_each_objective_improves_the_validation_elbo(objective):
     spec = tiny_spec(f"train.objective={objective}", "train.particles=2", "train.epochs=6")
     data = load_data(spec.data, "bernoulli")

@@ -26,7 +26,7 @@ from pyrovae.data import Dataset, binarize
 from pyrovae.errors import NonFiniteLossError, SpecError
 from pyrovae.infer.objectives import estimate_bound, estimate_elbo, make_objective
 from pyrovae.models import LatentModel
-from pyrovae.spec import TrainSpec
+from pyrovae.spec import IWAE_OBJECTIVES, TrainSpec
 
 __all__ = [
     "LR_FLOOR",
@@ -53,8 +53,9 @@ class EpochRecord(NamedTuple):
     validation_elbo_nats: float
     """ELBO (beta = 1) on the validation split after the epoch; NaN without one."""
     validation_bound_nats: float
-    """The bound being trained (the ELBO, or the k-sample IWAE bound for ``iwae``) on
-    the validation split; early stopping follows it. NaN without a validation split."""
+    """The bound being trained (the ELBO, or the k-sample IWAE bound for ``iwae`` and
+    ``iwae_dreg``) on the validation split; early stopping follows it. NaN without a
+    validation split."""
     beta: float
     seconds: float
     """Wall time of the epoch, validation included."""
@@ -299,7 +300,7 @@ def _validation(vae: LatentModel, x_val: torch.Tensor, train: TrainSpec) -> tupl
     if not x_val.shape[0]:
         return math.nan, math.nan
     elbo = estimate_elbo(vae.model, vae.guide, x_val).mean().item()
-    if train.objective != "iwae" or train.particles == 1:
+    if train.objective not in IWAE_OBJECTIVES or train.particles == 1:
         return elbo, elbo
     return elbo, estimate_bound(vae.model, vae.guide, x_val, train.particles).mean().item()
 
