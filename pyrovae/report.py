@@ -41,14 +41,16 @@ FIGURES = {
     "ELBO is its negative loss: the reconstruction log-likelihood minus any penalty).",
     "reconstructions": "Test inputs (top) and their reconstructions, the decoded codes "
     "(for a VAE, E[x | z = mu_phi(x)]).",
-    "samples": "Decoded codes z ~ N(0, I): the VAE's prior, and for an autoencoder a use it was "
-    "never trained for.",
+    "samples": "Decoded codes z ~ p(z), the VAE's prior (N(0, I), or its VampPrior); for an "
+    "autoencoder z ~ N(0, I), a use it was never trained for.",
     "fitted_samples": "Decoded codes drawn from a Gaussian fitted to the training codes.",
     "latent_space": "Codes of the test set (a VAE's posterior means), coloured by label.",
-    "manifold": "Decoded grid over the 2-D latent space (normal quantiles of the prior, or of "
-    "the Gaussian fitted to an autoencoder's codes).",
+    "manifold": "Decoded grid over the 2-D latent space (normal quantiles of an N(0, I) prior, "
+    "or of the Gaussian fitted to the codes for a VampPrior or an autoencoder).",
     "interpolation": "Decoded straight lines between the codes of test pairs.",
-    "kl_per_dimension": "KL(q(z|x) || p(z)) of each latent dimension; grey: inactive units.",
+    "kl_per_dimension": "KL(q(z_d|x) || p(z_d)) of each latent dimension; grey: inactive "
+    "units. With a VampPrior p(z_d) is that coordinate's marginal, so they need not sum to "
+    "the total KL.",
     "max_activation": "What the encoder's first-layer units detect: the input of norm 1 that "
     "maximally activates each unit (x_j = W_ij / ||W_i||).",
     "denoising": "Clean test inputs, corrupted copies (the spec's corruption) and their "
@@ -83,11 +85,11 @@ METRIC_DOCS = {
     "local_amortization_gap_nats": "mean ELBO(q*) - ELBO(q_phi)",
     "test_reconstruction_error": "squared error of reconstructions, summed over values",
     "test_corrupted_reconstruction_error": "the same, reconstructing from corrupted inputs",
-    "latent_prior_energy_distance": "energy distance, decoded z ~ N(0, I) vs training data",
+    "latent_prior_energy_distance": "energy distance, decoded z ~ p(z) vs training data",
     "latent_fitted_energy_distance": "the same, z from a Gaussian fitted to the codes",
-    "latent_prior_sample_distance": "decoded z ~ N(0, I) to the nearest training example",
+    "latent_prior_sample_distance": "decoded z ~ p(z) to the nearest training example",
     "latent_fitted_sample_distance": "decoded z ~ Gaussian fitted to the codes, the same",
-    "latent_prior_coverage_distance": "training example to the nearest decoded z ~ N(0, I)",
+    "latent_prior_coverage_distance": "training example to the nearest decoded z ~ p(z)",
     "latent_fitted_coverage_distance": "training example to the nearest decoded fitted z",
     "latent_reconstruction_distance": "reconstruction to the nearest training example",
     "latent_interpolation_distance": "interpolation frame to the nearest training example",
@@ -155,7 +157,10 @@ def make_figures(
     out["reconstructions"] = plots.plot_reconstructions(
         x, model.reconstruct(x), shape, folder / "reconstructions.png"
     )
-    prior_title = "Samples from the prior (means of p(x|z), z ~ N(0, I))"
+    vamp = vae and model.spec.prior.name == "vamp"
+    prior_title = (
+        f"Samples from the prior (means of p(x|z), z ~ {'VampPrior' if vamp else 'N(0, I)'})"
+    )
     out["samples"] = plots.plot_samples(
         model.sample(64, generator=generator),
         shape,
@@ -177,7 +182,7 @@ def make_figures(
     if model.latent_dim == 2:
         grid = (
             manifold_grid(15, model.prior_scale)
-            if vae
+            if vae and not vamp
             else manifold_grid(15, 1.0, fitted.mean, fitted.variance.sqrt())
         )
         out["manifold"] = plots.plot_manifold(
@@ -271,7 +276,7 @@ def _autoencoder_headline(metrics: dict[str, Any]) -> str:
         f"Test reconstruction error **{metrics['test_reconstruction_error']:.3f}** (squared, "
         f"per example); from corrupted inputs "
         f"{metrics['test_corrupted_reconstruction_error']:.3f}. "
-        f"Energy distance to the training data of decoded z ~ N(0, I): "
+        f"Energy distance to the training data of decoded z ~ p(z): "
         f"{metrics['latent_prior_energy_distance']:.3f}; of decoded codes from a Gaussian "
         f"fitted to the codes: {metrics['latent_fitted_energy_distance']:.3f} (pixel space, "
         "0 = same distribution)."

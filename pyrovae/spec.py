@@ -128,8 +128,16 @@ class LikelihoodSpec:
 class PriorSpec:
     """The prior p(z)."""
 
-    name: str = _field("normal", c.choice("normal"), "prior family: N(0, scale^2 I)")
-    scale: float = _field(1.0, c.positive_float, "prior standard deviation")
+    name: str = _field(
+        "normal",
+        c.choice("normal", "vamp"),
+        "normal: N(0, scale^2 I); vamp: the VampPrior (1/K) sum_k q(z|u_k) over K learned "
+        "pseudo-inputs u_k",
+    )
+    scale: float = _field(1.0, c.positive_float, "normal: prior standard deviation")
+    components: int = _field(
+        100, c.integer(1), "vamp: K, the number of pseudo-inputs (initialised from training data)"
+    )
 
 
 @dataclass(frozen=True)
@@ -300,12 +308,30 @@ def _check_consistency(spec: Spec) -> None:
         )
     if m.kind in AUTOENCODER_KINDS:
         _check_autoencoder(spec)
+    _check_prior(spec)
+
+
+def _check_prior(spec: Spec) -> None:
+    p = spec.model.prior
+    if p.name == "vamp" and p.scale != 1.0:
+        raise SpecError(
+            "model.prior.scale", "only the normal prior has a scale; the vamp prior learns its own"
+        )
+    if p.name == "vamp" and spec.train.objective == "analytic_kl":
+        raise SpecError(
+            "train.objective",
+            "the vamp prior has no closed-form KL from q; use 'elbo', 'iwae' or 'iwae_dreg'",
+        )
 
 
 def _check_autoencoder(spec: Spec) -> None:
     """An autoencoder's guide is a point mass and it has no prior: no KL term."""
     t, m = spec.train, spec.model
     kind = f"model.kind = '{m.kind}'"
+    if m.prior.name != "normal":
+        raise SpecError(
+            "model.prior.name", f"{kind} has a flat prior; the '{m.prior.name}' prior needs a vae"
+        )
     if t.objective != "elbo":
         raise SpecError(
             "train.objective",

@@ -145,10 +145,17 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def _initial_state(
-    vae: LatentModel, optimizer: torch.optim.Optimizer, train: TrainSpec, generator: torch.Generator
+    vae: LatentModel,
+    x_train: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    train: TrainSpec,
+    generator: torch.Generator,
 ) -> TrainState:
+    """Seed both random streams and let the model initialise from data (a VampPrior's
+    pseudo-inputs); epoch 0."""
     torch.manual_seed(train.seed)
     generator.manual_seed(train.seed)
+    vae.init_from_data(x_train, generator)
     return TrainState(
         0,
         vae.state_dict(),
@@ -227,7 +234,7 @@ def fit(
     optimizer = _adam(vae, train.lr)
     generator = torch.Generator(device=device)
     if state is None:
-        state = _initial_state(vae, optimizer, train, generator)
+        state = _initial_state(vae, x_train, optimizer, train, generator)
     else:
         vae.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)

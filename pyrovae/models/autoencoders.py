@@ -199,6 +199,9 @@ class Autoencoder(PyroModule):
         device = next(self.parameters()).device
         return self.decode(torch.randn(n, self.latent_dim, generator=generator, device=device))
 
+    def init_from_data(self, x: torch.Tensor, generator: torch.Generator) -> None:
+        """Nothing in an autoencoder is initialised from data (the VAE's VampPrior is)."""
+
     def linear_gaussian(self) -> None:
         """Autoencoders have no prior, so no closed-form log p(x): always None."""
         return None

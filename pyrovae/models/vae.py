@@ -7,6 +7,11 @@ data set with ``n_total`` examples, the plate scales every log-density by
 ``n_total / batch`` so that the loss estimates the full-data ELBO. ``beta``
 scales the latent site in both model and guide, which weights the KL term:
 recon - beta * KL.
+
+With ``model.prior.name = "vamp"`` the prior is the VampPrior (Tomczak &
+Welling 2018), p(z) = (1/K) sum_k q(z | u_k): the guide's Gaussians at K
+learned pseudo-inputs u_k, which :meth:`VAE.init_from_data` sets to K
+training examples before training starts.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from torch.nn.functional import softplus
 
 from pyrovae.likelihoods import MIN_SCALE, Likelihood
 from pyrovae.nn import mlp
-from pyrovae.spec import ModelSpec
+from pyrovae.priors import GaussianMixture
+from pyrovae.spec import UNIT_INTERVAL_LIKELIHOODS, ModelSpec
 
 __all__ = ["VAE", "data_plate"]
 
@@ -65,6 +71,10 @@ class VAE(PyroModule):
             spec.latent_dim, self.likelihood.outputs_per_pixel * data_dim, spec.decoder
         )
         self.prior_scale = spec.prior.scale
+        if spec.prior.name == "vamp":
+            # unconstrained; a sigmoid keeps them in [0, 1] for unit-interval data
+            self.pseudo_inputs = torch.nn.Parameter(torch.zeros(spec.prior.components, data_dim))
+        self._squash = spec.likelihood.name in UNIT_INTERVAL_LIKELIHOODS
 
     # ----------------------------------------------------------- networks
 
@@ -86,9 +96,31 @@ class VAE(PyroModule):
         return self.likelihood.mean(self.decoder(z))
 
     def prior(self, like: torch.Tensor) -> dist.TorchDistribution:
-        """p(z) = N(0, s^2 I), event shape ``(L,)``, on the device of ``like``."""
+        """p(z), event shape ``(L,)``, on the device of ``like``: N(0, s^2 I), or the
+        VampPrior mixture (1/K) sum_k q(z | u_k)."""
+        if self.spec.prior.name == "vamp":
+            return GaussianMixture(*self.encode(self.pseudo_input_values()))
         loc = like.new_zeros(self.latent_dim)
         return dist.Normal(loc, self.prior_scale).to_event(1)
+
+    def pseudo_input_values(self) -> torch.Tensor:
+        """The VampPrior's pseudo-inputs u ``(K, D)`` in data space."""
+        raw = self.pseudo_inputs
+        return torch.sigmoid(raw) if self._squash else raw
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor, generator: torch.Generator) -> None:
+        """Set the VampPrior's pseudo-inputs to K random rows of ``x`` ``(N, D)``
+        (Tomczak & Welling's data initialisation); nothing to do for a normal prior."""
+        if self.spec.prior.name != "vamp":
+            return
+        k = self.pseudo_inputs.shape[0]
+        rows = torch.randint(x.shape[0], (k,), generator=generator, device=x.device)
+        u = x[rows].to(self.pseudo_inputs)
+        if self._squash:
+            u = u.clamp(0.01, 0.99)
+            u = u.log() - (-u).log1p()
+        self.pseudo_inputs.copy_(u)
 
     # ----------------------------------------------------------- Pyro pair
 
@@ -124,9 +156,16 @@ class VAE(PyroModule):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Means of p(x|z) for ``n`` draws z ~ p(z): ``(n, D)``."""
+        return self.decode(self.sample_prior(n, generator))
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws z ~ p(z): ``(n, L)``."""
         device = next(self.parameters()).device
+        if self.spec.prior.name == "vamp":
+            return self.prior(self.pseudo_inputs).sample((n,), generator=generator)
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.decode(z * self.prior_scale)
+        return z * self.prior_scale
 
     def linear_gaussian(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """``(W (D, L), b (D,), sigma ())`` when p(x|z) = N(W z + b, sigma^2 I), else None.
@@ -137,6 +176,8 @@ class VAE(PyroModule):
         """
         lik = self.likelihood
         if self.spec.decoder.hidden or lik.name != "gaussian" or lik.scale_mode == "decoder":
+            return None
+        if self.spec.prior.name != "normal":
             return None
         layer = self.decoder[0]
         return layer.weight, layer.bias, lik.scale()
