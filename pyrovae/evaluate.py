@@ -120,7 +120,11 @@ def kl_per_dimension(loc: torch.Tensor, scale: torch.Tensor, prior_scale: float)
 
 
 def mixture_kl(
-    loc: torch.Tensor, scale: torch.Tensor, prior: GaussianMixture, samples: int, rows: int = 256
+    loc: torch.Tensor,
+    scale: torch.Tensor,
+    prior: GaussianMixture,
+    samples: int,
+    max_elements: int = 2**24,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Monte Carlo KL(q(z|x) || p(z)) for a mixture prior, where no closed form exists.
 
@@ -132,8 +136,9 @@ def mixture_kl(
         p(z) with K components.
     samples : int
         Draws of z per example (seeded by the caller's random state).
-    rows : int
-        Examples per chunk; memory grows as ``rows * K * L``.
+    max_elements : int
+        Bound on the ``(samples, rows, K, L)`` tensor of the per-dimension
+        marginals; examples are processed in chunks of ``rows`` to stay under it.
 
     Returns
     -------
@@ -145,6 +150,7 @@ def mixture_kl(
         ``(N,)``: KL(q(z|x) || p(z)).
     """
     per_dim, total = [], []
+    rows = max(1, max_elements // (samples * prior.components * loc.shape[-1]))
     for m, s in zip(loc.split(rows), scale.split(rows), strict=True):
         q = torch.distributions.Normal(m, s)
         z = q.sample((samples,))  # (S, rows, L)

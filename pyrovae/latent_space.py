@@ -1,13 +1,13 @@
 """How usable a model's latent space is for generation: continuity and completeness.
 
 An autoencoder is trained only to reconstruct; a VAE is also trained so that
-its codes fill the prior N(0, I). These measures, in pixel space and the same
+its codes fill its prior p(z) (N(0, I), or a VampPrior). These measures, in pixel space and the same
 for every kind (a VAE's code is its posterior mean mu_phi(x)), show what that
 buys:
 
 - **Completeness**: decode codes the model was never shown and see whether
-  they look like data, with z ~ N(0, I) (``prior_*``, the generative use an
-  autoencoder was never trained for) and with z from a Gaussian fitted to the
+  they look like data, with z ~ p(z) (``prior_*``; for an autoencoder
+  z ~ N(0, I), the generative use it was never trained for) and with z from a Gaussian fitted to the
   model's own training codes (``fitted_*``, the fairer test for an
   autoencoder).
 

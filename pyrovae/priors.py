@@ -66,6 +66,7 @@ class GaussianMixture(TorchDistribution):
 
     @property
     def mean(self) -> torch.Tensor:
+        """E[z] = (1/K) sum_k loc_k: ``(L,)``."""
         return self.loc.mean(0)
 
     def component_log_prob(self, value: torch.Tensor) -> torch.Tensor:

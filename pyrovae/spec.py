@@ -312,7 +312,12 @@ def _check_consistency(spec: Spec) -> None:
 
 
 def _check_prior(spec: Spec) -> None:
+    """Each prior's own fields, and objectives that need a closed-form KL."""
     p = spec.model.prior
+    if p.name == "normal" and p.components != PriorSpec.components:
+        raise SpecError(
+            "model.prior.components", "only the vamp prior has components; set name = 'vamp'"
+        )
     if p.name == "vamp" and p.scale != 1.0:
         raise SpecError(
             "model.prior.scale", "only the normal prior has a scale; the vamp prior learns its own"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import pyro
 import pyro.distributions as dist
 import pytest
 import torch
@@ -19,7 +20,7 @@ from pyro import poutine
 from pyrovae.data import load_data
 from pyrovae.evaluate import kl_per_dimension, mixture_kl
 from pyrovae.infer import fit
-from pyrovae.infer.objectives import iwae_dreg_loss
+from pyrovae.infer.objectives import iwae_dreg_loss, iwae_loss
 from pyrovae.pipeline import build, evaluate_run, train_model
 from pyrovae.priors import GaussianMixture
 from pyrovae.spec import SpecError, load_spec
@@ -50,8 +51,9 @@ def test_log_prob_matches_torch_mixture_including_far_points():
 
 
 def test_float32_log_prob_is_accurate_for_sharp_components():
-    """The expanded quadratic form cancels; centring keeps float32 within 1e-3 nats
-    for posterior-like scales down to 0.02 and 50 dimensions."""
+    """The expanded quadratic form cancels; float64 on centred values keeps float32
+    inputs within 2e-4 nats (a float32 expansion was 0.014 off) for posterior-like
+    scales down to 0.02 and 50 dimensions."""
     g = torch.Generator().manual_seed(2)
     loc = torch.randn(100, 50, generator=g, dtype=torch.float64) * 1.5 + 1.0
     scale = torch.rand(100, 50, generator=g, dtype=torch.float64) * 0.5 + 0.02
@@ -60,7 +62,7 @@ def test_float32_log_prob_is_accurate_for_sharp_components():
     )
     exact = GaussianMixture(loc, scale).log_prob(z)
     single = GaussianMixture(loc.float(), scale.float()).log_prob(z.float()).double()
-    assert (single - exact).abs().max().item() < 1e-3
+    assert (single - exact).abs().max().item() < 2e-4
 
 
 def test_samples_have_the_mixture_moments():
@@ -100,7 +102,7 @@ def test_monte_carlo_kl_equals_closed_form_for_one_component():
     loc, scale = torch.randn(200, 4, generator=g), torch.rand(200, 4, generator=g) + 0.3
     prior = GaussianMixture(torch.zeros(1, 4), torch.ones(1, 4))
     torch.manual_seed(6)
-    per_dim, total = mixture_kl(loc, scale, prior, samples=400, rows=64)
+    per_dim, total = mixture_kl(loc, scale, prior, samples=400, max_elements=400 * 64 * 4)
     exact = kl_per_dimension(loc, scale, 1.0)
     # log q - log p = sum_d [(m + s e)^2 - e^2] / 2 - log s with e ~ N(0, 1): its
     # variance per dimension is (m s)^2 + (s^2 - 1)^2 / 2, the draws are independent
@@ -118,11 +120,13 @@ def test_vamp_vae_prior_is_the_guide_at_the_pseudo_inputs():
     vae.init_from_data(data.train, torch.Generator().manual_seed(0))
     u = vae.pseudo_input_values()
     assert u.shape == (7, data.dim)
-    rows = [
-        int(torch.isclose(data.train.clamp(0.01, 0.99), r, atol=1e-5).all(1).nonzero()[0])
-        for r in u
-    ]
-    assert len(rows) == 7
+    clamped = data.train.clamp(0.01, 0.99)
+    rows = set()
+    for r in u:
+        match = torch.isclose(clamped, r, atol=1e-5).all(1).nonzero().flatten().tolist()
+        assert match, "a pseudo-input that is no training example"
+        rows.add(match[0])
+    assert len(rows) == 7  # distinct examples when K <= N
     prior = vae.prior(data.train[:2])
     loc, scale = vae.encode(u)
     assert torch.equal(prior.loc, loc) and torch.equal(prior.scale, scale)
@@ -165,6 +169,7 @@ def test_vamp_run_trains_evaluates_and_resumes(tmp_path):
         ((*VAMP, "train.objective=analytic_kl"), "train.objective"),
         ((*VAMP, "model.prior.scale=2.0"), "model.prior.scale"),
         ((*VAMP, 'model.kind="ae"'), "model.prior.name"),
+        (("model.prior.components=5",), "model.prior.components"),
     ],
 )
 def test_vamp_settings_that_cannot_work_name_their_field(overrides, field):
@@ -180,3 +185,46 @@ def test_fit_initialises_pseudo_inputs_from_training_data():
     assert torch.equal(vae.pseudo_inputs, torch.zeros_like(vae.pseudo_inputs))
     fit(vae, data, spec.train, progress=False)
     assert vae.pseudo_input_values().std().item() > 0.1
+
+
+def test_dreg_stays_unbiased_when_the_encoder_also_sets_the_prior():
+    """With a VampPrior the encoder's parameters enter log p(z) directly as well as
+    through z; DReG keeps that direct term with IWAE's weight, so the mean gradients
+    of all parameters agree with IWAE's within Monte Carlo error."""
+    spec = tiny_spec(*VAMP, "model.latent_dim=2")
+    data = load_data(spec.data, "bernoulli")
+    vae = build(spec, data.dim)
+    vae.init_from_data(data.train, torch.Generator().manual_seed(0))
+    x = data.train[:4].round()
+    params = list(vae.parameters())
+    torch.manual_seed(8)
+
+    def draw(loss_fn):
+        grads = torch.autograd.grad(loss_fn(vae.model, vae.guide, x, 4, 4), params)
+        return torch.cat([g.flatten() for g in grads])
+
+    draws = 300
+    plain = torch.stack([draw(iwae_loss) for _ in range(draws)])
+    dreg = torch.stack([draw(iwae_dreg_loss) for _ in range(draws)])
+    se = ((plain.var(0) + dreg.var(0)) / draws).sqrt()
+    moving = se > 1e-6
+    assert moving.sum() > 100
+    z = (plain.mean(0) - dreg.mean(0))[moving] / se[moving]
+    assert (z**2).mean().item() < 1.5
+    assert (z.abs() > 4.5).float().mean().item() < 1e-3
+
+
+def test_dreg_refuses_a_guide_with_two_latent_sites():
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            a = pyro.sample("a", dist.Normal(0.0, 1.0))
+            b = pyro.sample("b", dist.Normal(a, 1.0))
+            pyro.sample("x", dist.Normal(b, 1.0), obs=x[:, 0])
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            a = pyro.sample("a", dist.Normal(x[:, 0], 1.0))
+            pyro.sample("b", dist.Normal(a, 1.0))
+
+    with pytest.raises(ValueError, match="one latent site"):
+        iwae_dreg_loss(model, guide, torch.zeros(3, 1), 3, 2)

@@ -20,7 +20,8 @@ training loop does not care which one it runs:
   weights, log q scored with the encoder's outputs held fixed). It is
   unbiased for the same gradient, and its variance does not grow with k the
   way the IWAE encoder gradient's signal-to-noise ratio shrinks (Rainforth et
-  al. 2018); with q equal to the posterior it is exactly zero.
+  al. 2018); with q equal to the posterior it is exactly zero. For a guide
+  with one latent site (the VAE's).
 """
 
 from __future__ import annotations
@@ -171,20 +172,47 @@ def iwae_dreg_loss(
     the IWAE gradient for every parameter of the model, and for the guide's
     parameters the DReG estimator ``sum_i w~_i^2 d log w_i / d z_i d z_i / d
     phi`` (Tucker et al. 2019, eq. 6): log q is scored with its parameters
-    held fixed, and a hook on each sampled z multiplies the gradient that
-    reaches it by ``w~_i`` once more.
+    held fixed, and a hook on the sampled z multiplies the gradient that
+    reaches it by ``w~_i`` once more. Parameters the model also uses (a
+    VampPrior's encoder) keep their direct IWAE term, so the estimate stays
+    unbiased; for those the variance advantage is lost (docs/benchmarks.md).
+
+    Parameters
+    ----------
+    model, guide : callable
+        A Pyro pair taking ``x``; the guide must have exactly one latent site,
+        a reparameterised (Independent) Normal inside the data plate, as the
+        VAE's has. With several sites the hooks would compound along
+        dependent draws and holding q(z2 | z1) fixed would cut a path.
+    x : Tensor
+        ``(B, D)`` minibatch.
+    n_total : int
+        Examples in the full data set; the loss is scaled by ``n_total / B``.
+    k : int
+        Importance samples per example.
 
     Returns
     -------
     Tensor
         Scalar: ``-(n_total / B) * sum_b [logsumexp_i log w_ib - log k]``.
+
+    Raises
+    ------
+    ValueError
+        When the guide has other than one latent site of batch shape ``(k, B)``.
     """
     log_w, values = _weighted_traces(model, guide, x, k, hold_q=True)
+    if len(values) != 1 or values[0].shape[:2] != log_w.shape:
+        shapes = [tuple(v.shape) for v in values]
+        raise ValueError(
+            f"iwae_dreg needs a guide with one latent site inside the data plate, of batch "
+            f"shape {tuple(log_w.shape)}; got sites of shapes {shapes}"
+        )
     with torch.no_grad():
         w = torch.softmax(log_w, dim=0)
-    for z in values:
-        if z.requires_grad:
-            z.register_hook(lambda g, w=w: g * w.reshape(w.shape + (1,) * (g.dim() - 2)))
+    z = values[0]
+    if z.requires_grad:
+        z.register_hook(lambda g: g * w.reshape(w.shape + (1,) * (g.dim() - 2)))
     surrogate = (w * log_w).sum(0)
     bound = torch.logsumexp(log_w.detach(), dim=0) - math.log(k)
     return -(bound + surrogate - surrogate.detach()).sum() * (n_total / x.shape[0])

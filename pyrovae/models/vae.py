@@ -110,12 +110,16 @@ class VAE(PyroModule):
 
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor, generator: torch.Generator) -> None:
-        """Set the VampPrior's pseudo-inputs to K random rows of ``x`` ``(N, D)``
-        (Tomczak & Welling's data initialisation); nothing to do for a normal prior."""
+        """Set the VampPrior's pseudo-inputs to K distinct random rows of ``x`` ``(N, D)``
+        (Tomczak & Welling's data initialisation; rows repeat only when K > N);
+        nothing to do for a normal prior."""
         if self.spec.prior.name != "vamp":
             return
-        k = self.pseudo_inputs.shape[0]
-        rows = torch.randint(x.shape[0], (k,), generator=generator, device=x.device)
+        k, n = self.pseudo_inputs.shape[0], x.shape[0]
+        if k <= n:  # distinct examples; with fewer examples than K some repeat
+            rows = torch.randperm(n, generator=generator, device=x.device)[:k]
+        else:
+            rows = torch.randint(n, (k,), generator=generator, device=x.device)
         u = x[rows].to(self.pseudo_inputs)
         if self._squash:
             u = u.clamp(0.01, 0.99)
