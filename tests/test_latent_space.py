@@ -99,6 +99,7 @@ def trained_kinds():
     return train
 
 
+@pytest.mark.slow  # 34 s: five kinds trained for 150 epochs each
 def test_vae_prior_samples_lie_closer_to_the_data_than_any_autoencoders(trained_kinds):
     """Seeded (digits, L = 2, 150 epochs, seed 0). Decoding z ~ N(0, I) is the generative
     use only the VAE was trained for. Energy distance to the training data: VAE 0.258,

@@ -62,6 +62,7 @@ def test_mean_field_on_correlated_regression_is_diagnosed():
     assert mean_field["elbo"] < full["elbo"] <= model.log_evidence + 0.01
 
 
+@pytest.mark.slow  # 30 s; NUTS stays covered on normal_normal and in test_mcmc
 @needs_posteriordb
 def test_nuts_on_eight_schools_noncentered_is_within_the_noise_floor_of_posteriordb():
     model = zoo.get_model("eight_schools_noncentered")
