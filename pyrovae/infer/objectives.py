@@ -37,6 +37,8 @@ from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
 
+from pyrovae.spec import IWAE_OBJECTIVES
+
 __all__ = [
     "Objective",
     "estimate_bound",
@@ -226,7 +228,7 @@ def make_objective(name: str, particles: int) -> Objective:
     callable
         ``loss(model, guide, x, n_total, beta)`` returning a scalar tensor.
     """
-    if name in ("iwae", "iwae_dreg"):
+    if name in IWAE_OBJECTIVES:
         bound = iwae_loss if name == "iwae" else iwae_dreg_loss
 
         def iwae(model, guide, x, n_total, beta):
