@@ -2,7 +2,7 @@
 
 Side by side in one process, 4 chains of 1000 warm-up + 1000 draws each:
 
-- pyrovae's :func:`~pyrovae.infer.mcmc.run_mcmc` (NUTS, ``jit_compile=True``);
+- pyrovae's :func:`~pyrovae.posterior.inference.mcmc.run_mcmc` (NUTS, ``jit_compile=True``);
 - a plain ``pyro.infer.NUTS`` run with default settings (no JIT), chains one
   after the other;
 - NumPyro's NUTS on the same model, when NumPyro is installed (optional).
@@ -26,8 +26,8 @@ import torch
 from pyro.infer import MCMC, NUTS
 from pyro.ops.stats import effective_sample_size
 
-from pyrovae.infer.mcmc import run_mcmc
-from pyrovae.models import zoo
+from pyrovae.posterior.inference.mcmc import run_mcmc
+from pyrovae.posterior.targets import zoo
 
 CHAINS, WARMUP, DRAWS = 4, 1000, 1000
 

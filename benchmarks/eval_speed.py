@@ -2,7 +2,7 @@
 
 Trains the package's default MNIST spec (examples/specs/mnist.toml) briefly on
 the first 8,000 images of the MNIST test set (dynamically binarized), then
-times a full ``pyrovae.evaluate.evaluate`` call (ELBO parts, KL per
+times a full ``pyrovae.evaluate.likelihood.evaluate`` call (ELBO parts, KL per
 dimension, active units and k=1000 importance-sampled log p(x)) on the last
 2,000, as ``pyrovae evaluate`` runs it.
 
@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from pyrovae.data import load_data
-from pyrovae.evaluate import evaluate
-from pyrovae.infer import fit
+from pyrovae.evaluate.likelihood import evaluate
 from pyrovae.pipeline import build
 from pyrovae.spec import load_spec
+from pyrovae.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,9 +27,9 @@ import statistics
 
 import torch
 
-from pyrovae.infer.local import frozen
-from pyrovae.infer.mcmc import run_mcmc
+from pyrovae.models import frozen
 from pyrovae.pipeline import train_model
+from pyrovae.posterior.inference.mcmc import run_mcmc
 from pyrovae.spec import load_spec
 
 SETTINGS = {"num_samples": 1000, "warmup_steps": 500, "num_chains": 1, "seed": 0}

@@ -38,10 +38,10 @@ from pyro.optim import Adam
 from torch import nn
 
 from pyrovae.data import binarize, load_data
-from pyrovae.evaluate import importance_log_likelihood
-from pyrovae.infer import fit
+from pyrovae.evaluate.likelihood import importance_log_likelihood
 from pyrovae.pipeline import build
 from pyrovae.spec import load_spec
+from pyrovae.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 EPS = 1e-7

@@ -33,9 +33,9 @@ from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from pyrovae.data import Dataset, binarize, read_idx
-from pyrovae.infer import fit
 from pyrovae.models import VAE
 from pyrovae.spec import ModelSpec, NetworkSpec, TrainSpec
+from pyrovae.train import fit
 
 HIDDEN, LATENT, BATCH, LR = 400, 50, 128, 1e-3
 

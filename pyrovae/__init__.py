@@ -14,10 +14,10 @@ or, stage by stage::
 
 from pyrovae.data import Dataset, load_data
 from pyrovae.errors import DataError, NonFiniteLossError, PyrovaeError, SpecError, UserError
-from pyrovae.infer import FitResult, TrainState, fit
 from pyrovae.models import VAE, Autoencoder, build_model
 from pyrovae.pipeline import TrainOutcome, train_model
 from pyrovae.spec import Spec, load_spec, spec_from_dict
+from pyrovae.train import FitResult, TrainState, fit
 
 __all__ = [
     "VAE",

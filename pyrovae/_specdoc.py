@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pyrovae.spec import Spec, _toml_value
+from pyrovae.spec import Spec, toml_value
 
 __all__ = ["spec_reference"]
 
@@ -20,7 +20,7 @@ def _rows(cls: type, instance: object, prefix: str) -> list[str]:
         check = f.metadata["check"]
         options = getattr(check, "options", None)
         allowed = " \\| ".join(f"`{o}`" for o in options) if options else ""
-        shown = _toml_value(list(value) if isinstance(value, tuple) else value)
+        shown = toml_value(list(value) if isinstance(value, tuple) else value)
         rows.append(f"| `{path}` | `{shown}` | {allowed} | {f.metadata['doc']} |")
     return rows
 

@@ -125,7 +125,8 @@ def _add_family(sub: argparse._SubParsersAction) -> None:
 
 
 def _family(args: argparse.Namespace) -> None:
-    from pyrovae.family import reading, run_family
+    from pyrovae.family import run_family
+    from pyrovae.report.family import reading
     from pyrovae.spec import KINDS, load_spec
 
     spec = load_spec(args.spec, args.overrides)
@@ -138,8 +139,8 @@ def _family(args: argparse.Namespace) -> None:
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    from pyrovae.methods import DEFAULT_METHODS, METHODS
-    from pyrovae.models.zoo import MODELS
+    from pyrovae.posterior.methods import DEFAULT_METHODS, METHODS
+    from pyrovae.posterior.targets.zoo import MODELS
 
     compare = sub.add_parser(
         "compare",
@@ -152,7 +153,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         "target", help="RUN_DIR, a built-in model name, or path/to/file.py:model_fn (with --data)"
     )
     compare.add_argument(
-        "--methods", help=f"comma-separated (default: {','.join(DEFAULT_METHODS)})"
+        "--methods",
+        help=f"comma-separated, from the registry: {', '.join(METHODS)} "
+        f"(default: {','.join(DEFAULT_METHODS)})",
     )
     compare.add_argument(
         "--reference",
@@ -200,8 +203,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _resolve_spec(args: argparse.Namespace):
-    from pyrovae.runs import SPEC
     from pyrovae.spec import load_spec
+    from pyrovae.train.rundir import SPEC
 
     if args.resume:
         if args.out is None:
@@ -286,7 +289,7 @@ def _print_comparison(comparison, out: Path) -> None:
 
 
 def _write_posteriors(comparison, out: Path, chains: dict[str, int]) -> None:
-    from pyrovae.posterior_files import loo_lines, write_posteriors
+    from pyrovae.posterior.files import loo_lines, write_posteriors
 
     files = write_posteriors(comparison, out, chains)
     _print_warnings(files.warnings)
@@ -301,7 +304,7 @@ def _print_warnings(warnings: dict[str, list[str]]) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> None:
-    from pyrovae import diagnostics
+    from pyrovae.posterior import diagnostics
 
     idata = diagnostics.load(args.file)
     attrs = {
@@ -325,7 +328,7 @@ def _inspect(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from pyrovae.runs import CHECKPOINT, LOCAL_DIR
+    from pyrovae.train.rundir import CHECKPOINT, LOCAL_DIR
 
     target = Path(args.target)
     if (target / CHECKPOINT).is_file():
@@ -347,9 +350,10 @@ def _compare(args: argparse.Namespace) -> None:
         _print_warnings(files.warnings)
         _print_comparison(comparison, target / LOCAL_DIR)
         return
-    from pyrovae.infer.mcmc import KERNELS
-    from pyrovae.methods import DEFAULT_METHODS, MCMC_CHAINS, compare_posterior, load_user_model
-    from pyrovae.models.zoo import get_model
+    from pyrovae.posterior.methods import DEFAULT_METHODS, METHODS
+    from pyrovae.posterior.run import compare_posterior
+    from pyrovae.posterior.targets.user import load_user_model
+    from pyrovae.posterior.targets.zoo import get_model
 
     if ":" in args.target:
         model = load_user_model(args.target, args.data)
@@ -369,7 +373,7 @@ def _compare(args: argparse.Namespace) -> None:
     )
     out = args.out or _default_out(f"compare-{model.name}")
     comparison.write(out)
-    _write_posteriors(comparison, out, dict.fromkeys(KERNELS, MCMC_CHAINS))
+    _write_posteriors(comparison, out, {name: m.chains for name, m in METHODS.items()})
     _print_comparison(comparison, out)
 
 

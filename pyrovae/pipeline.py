@@ -17,19 +17,22 @@ from typing import Any, NamedTuple
 
 import torch
 
-from pyrovae import linear_gaussian
-from pyrovae.compare import Comparison
-from pyrovae.data import Dataset, binarize, load_data
+from pyrovae.data.dataset import Dataset, binarize, load_data
 from pyrovae.errors import UserError
-from pyrovae.evaluate import evaluate
-from pyrovae.infer.local import LocalPosteriors, gap_table, local_comparison, local_posteriors
-from pyrovae.infer.objectives import estimate_elbo
-from pyrovae.infer.svi import FitResult, TrainState, fit, resolve_device
-from pyrovae.latent_space import latent_space_metrics
+from pyrovae.evaluate.latent_space import latent_space_metrics
+from pyrovae.evaluate.likelihood import evaluate
+from pyrovae.local.posteriors import LocalPosteriors, gap_table, local_comparison, local_posteriors
+from pyrovae.local.section import local_section
 from pyrovae.models import LatentModel, build_model
-from pyrovae.posterior_files import PosteriorFiles, write_posteriors
-from pyrovae.report import FIGURES, local_section, make_figures, render_report
-from pyrovae.runs import (
+from pyrovae.posterior.compare import Comparison
+from pyrovae.posterior.files import PosteriorFiles, write_posteriors
+from pyrovae.report.run_report import FIGURES, make_figures, render_report
+from pyrovae.spec import Spec, spec_to_dict
+from pyrovae.stats import linear_gaussian
+from pyrovae.train.loop import fit
+from pyrovae.train.objectives import estimate_elbo
+from pyrovae.train.placement import resolve_device
+from pyrovae.train.rundir import (
     CHECKPOINT,
     FIGURES_DIR,
     LOCAL_DIR,
@@ -42,7 +45,7 @@ from pyrovae.runs import (
     write_report,
     write_spec,
 )
-from pyrovae.spec import Spec, spec_to_dict
+from pyrovae.train.state import FitResult, TrainState
 
 __all__ = [
     "RESUMABLE_FIELDS",

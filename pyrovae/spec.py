@@ -32,8 +32,10 @@ from pyrovae.errors import SpecError
 
 __all__ = [
     "AUTOENCODER_KINDS",
+    "DATA_SOURCES",
     "IWAE_OBJECTIVES",
     "KINDS",
+    "NETWORK_KINDS",
     "AutoencoderSpec",
     "DataSpec",
     "GuideSpec",
@@ -49,6 +51,7 @@ __all__ = [
     "spec_from_dict",
     "spec_to_dict",
     "spec_to_toml",
+    "toml_value",
 ]
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "laplace")
@@ -59,6 +62,10 @@ AUTOENCODER_KINDS = KINDS[1:]
 """The deterministic ancestors of the VAE: point-mass guides, no prior."""
 IWAE_OBJECTIVES = ("iwae", "iwae_dreg")
 """Objectives that train the k-sample importance-weighted bound."""
+NETWORK_KINDS = ("mlp",)
+"""Network kinds, one builder each in :mod:`pyrovae.nets` (a test keeps the two in step)."""
+DATA_SOURCES = ("digits", "mnist", "synthetic", "arrays")
+"""Data sources, one loader each in :mod:`pyrovae.data` (a test keeps the two in step)."""
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid")
 
 
@@ -84,7 +91,7 @@ class SyntheticSpec:
 class DataSpec:
     """Where the data come from and how they are split and binarized."""
 
-    name: str = _field("digits", c.choice("digits", "mnist", "synthetic", "arrays"), "data source")
+    name: str = _field("digits", c.choice(*DATA_SOURCES), "data source")
     path: str = _field("", c.text, "MNIST folder, or .npy/.npz/.csv file for arrays")
     download: bool = _field(False, c.boolean, "download MNIST into path (md5-checked)")
     binarize: str = _field(
@@ -105,8 +112,10 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """An MLP: hidden layer sizes (empty for a linear map) and activation."""
+    """A network: its kind (the builder in :mod:`pyrovae.nets`), hidden layer sizes
+    (empty for a linear map) and activation."""
 
+    kind: str = _field("mlp", c.choice(*NETWORK_KINDS), "network kind (builder in pyrovae.nets)")
     hidden: tuple[int, ...] = _field((256, 128), c.positive_int_tuple, "hidden sizes")
     activation: str = _field("softplus", c.choice(*ACTIVATIONS), "activation function")
 
@@ -466,13 +475,13 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     return convert(dataclasses.asdict(spec))
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return repr(value)
 
 
@@ -484,7 +493,7 @@ def spec_to_toml(spec: Spec) -> str:
         scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
         if prefix:
             lines.append(f"\n[{prefix}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in scalars.items())
         for k, v in d.items():
             if isinstance(v, dict):
                 table(v, _join(prefix, k))

@@ -11,11 +11,11 @@ from pyro import poutine
 
 from pyrovae.data import load_data
 from pyrovae.errors import SpecError
-from pyrovae.infer.objectives import estimate_elbo, make_objective
-from pyrovae.infer.svi import fit
 from pyrovae.models import VAE, Autoencoder, build_model
 from pyrovae.models.autoencoders import TiedDecoder, corrupt, sparsity_penalty
 from pyrovae.spec import AUTOENCODER_KINDS, AutoencoderSpec, spec_from_dict
+from pyrovae.train.loop import fit
+from pyrovae.train.objectives import estimate_elbo, make_objective
 
 
 def _spec(kind: str, **model):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyrovae.cli import main
-from pyrovae.runs import load_checkpoint
+from pyrovae.train.rundir import load_checkpoint
 
 TINY = [
     "--set", "model.encoder.hidden=[16]",
@@ -231,7 +231,7 @@ def test_compare_a_trained_run(tmp_path):
     assert main(args) == 0
     methods = {r["method"] for r in _csv(out / "local_posteriors" / "methods.csv")}
     assert methods == {"amortized", "per_point", "metropolis"}
-    from pyrovae import diagnostics
+    from pyrovae.posterior import diagnostics
 
     nuts = diagnostics.load(out / "local_posteriors" / "posteriors" / "reference.nc")
     amortized = diagnostics.load(out / "local_posteriors" / "posteriors" / "amortized.nc")

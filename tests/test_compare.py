@@ -1,4 +1,5 @@
-"""Tests of pyrovae.compare: metrics by hand, noise floor, flags, k-hat, files and figures."""
+"""Tests of pyrovae.posterior.compare: metrics by hand, noise floor, flags, k-hat, files
+and figures."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pyrovae.compare import SD_RATIO_LOW, Comparison, MethodResult, compare
-from pyrovae.compare_plots import METHOD_COLORS, method_colors, plot_marginals, plot_pairs
-from pyrovae.distances import (
+from pyrovae.posterior.compare import SD_RATIO_LOW, Comparison, MethodResult, compare
+from pyrovae.posterior.distances import (
     KHAT_THRESHOLD,
     energy_distance,
     mean_error_sd,
@@ -23,6 +23,7 @@ from pyrovae.distances import (
     sd_ratio,
     wasserstein1_sd,
 )
+from pyrovae.posterior.plots import METHOD_COLORS, method_colors, plot_marginals, plot_pairs
 
 NAMES = ("mu", "theta[1]", "theta[2]")
 CORRELATED = np.full((3, 3), 0.8) + 0.2 * np.eye(3)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyrovae import diagnostics
 from pyrovae.cli import main
-from pyrovae.runs import CHECKPOINT
+from pyrovae.posterior import diagnostics
+from pyrovae.train.rundir import CHECKPOINT
 
 
 def test_compare_model_writes_loo_and_summaries_and_inspect_shows_them(tmp_path, capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import pyrovae.data
+import pyrovae.data.mnist
 from pyrovae.data import (
     MNIST_FILES,
     Dataset,
@@ -172,7 +172,7 @@ def test_mnist_download_flag_calls_download(tmp_path, monkeypatch):
         write_mnist(Path(folder), "t10k", 10, seed=0)
         return Path(folder)
 
-    monkeypatch.setattr(pyrovae.data, "download_mnist", fake_download)
+    monkeypatch.setattr(pyrovae.data.mnist, "download_mnist", fake_download)
     spec = replace(DataSpec(), name="mnist", path=str(tmp_path / "m"), download=True)
     data = load_data(spec, "gaussian")
     assert calls == [tmp_path / "m"] and len(data.test) == 2

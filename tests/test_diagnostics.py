@@ -1,4 +1,5 @@
-"""pyrovae.diagnostics: every posterior as InferenceData, NetCDF files, diagnostics, overlays."""
+"""pyrovae.posterior.diagnostics: every posterior as InferenceData, NetCDF files,
+diagnostics, overlays."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pyrovae import diagnostics
 from pyrovae.errors import UserError
-from pyrovae.infer.local import latent_names
-from pyrovae.infer.mcmc import McmcResult, run_mcmc
-from pyrovae.models.zoo import parameter_names
+from pyrovae.local.posteriors import latent_names
+from pyrovae.posterior import diagnostics
+from pyrovae.posterior.inference.mcmc import McmcResult, run_mcmc
+from pyrovae.posterior.targets.zoo import parameter_names
 
 PARAMETERS = {"mu": (), "tau": (), "theta": (8,)}
 CHAINS, DRAWS = 4, 50

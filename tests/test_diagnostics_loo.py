@@ -1,5 +1,5 @@
-"""pyrovae.diagnostics.loo: PSIS-LOO against the closed-form elpd of a conjugate model, the
-importance correction of a guide's draws, the MCSE against the spread over seeds."""
+"""pyrovae.posterior.diagnostics.loo: PSIS-LOO against the closed-form elpd of a conjugate
+model, the importance correction of a guide's draws, the MCSE against the spread over seeds."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from pyrovae import diagnostics
 from pyrovae.errors import UserError
+from pyrovae.posterior import diagnostics
 
 # normal_normal: y_i ~ N(mu, 1), mu ~ N(0, 10^2); the LOO predictive of y_i is
 # N(m_-i, 1 + v_-i), so the exact elpd_loo is known in closed form.

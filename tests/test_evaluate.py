@@ -9,11 +9,11 @@ import torch
 from helpers import synthetic_spec
 from torch.distributions import Normal, kl_divergence
 
-import pyrovae.evaluate as ev
-from pyrovae import linear_gaussian
+import pyrovae.evaluate.likelihood as ev
 from pyrovae.models import VAE
 from pyrovae.pipeline import train_model
 from pyrovae.spec import LikelihoodSpec, ModelSpec, NetworkSpec
+from pyrovae.stats import linear_gaussian
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import pytest
 
 from pyrovae.cli import main
 from pyrovae.errors import UserError
-from pyrovae.family import COLUMNS, family_specs, markdown_table, reading
+from pyrovae.family import family_specs
 from pyrovae.pipeline import compare_run
+from pyrovae.report.family import COLUMNS, markdown_table, reading
 from pyrovae.spec import KINDS, load_spec
 
 TINY = ["--set", "data.limit=200", "--set", "train.epochs=3", "--quiet"]

@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from pyrovae.data import load_data
-from pyrovae.infer.svi import fit
-from pyrovae.latent_space import (
-    energy_distance,
+from pyrovae.evaluate.latent_space import (
     fitted_gaussian,
     latent_space_metrics,
     nearest_distances,
     roughness,
 )
+from pyrovae.evaluate.units import first_layer_units, max_activation_inputs
 from pyrovae.models import build_model
 from pyrovae.spec import KINDS, spec_from_dict
-from pyrovae.units import first_layer_units, max_activation_inputs
+from pyrovae.stats.energy import energy_distance
+from pyrovae.train.loop import fit
 
 
 def test_nearest_distances_match_brute_force():

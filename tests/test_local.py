@@ -7,9 +7,11 @@ import pytest
 import torch
 from helpers import synthetic_spec
 
-from pyrovae import diagnostics, linear_gaussian
-from pyrovae.infer.local import frozen, latent_names, local_comparison, local_posteriors
+from pyrovae.local.posteriors import latent_names, local_comparison, local_posteriors
+from pyrovae.models import frozen
 from pyrovae.pipeline import train_model
+from pyrovae.posterior import diagnostics
+from pyrovae.stats import linear_gaussian
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of pyrovae.infer.mcmc on targets with exact posteriors.
+"""Tests of pyrovae.posterior.inference.mcmc on targets with exact posteriors.
 
 Moment checks compare against the exact posterior within 4 Monte Carlo standard
 errors: MCSE(mean) = sd / sqrt(ESS) with the ESS that ``run_mcmc`` reports, and
@@ -18,7 +18,7 @@ import torch
 from pyro.ops.stats import effective_sample_size
 
 from pyrovae.errors import UserError
-from pyrovae.infer.mcmc import KERNELS, METROPOLIS_INIT_SCALE, McmcResult, run_mcmc
+from pyrovae.posterior.inference.mcmc import KERNELS, METROPOLIS_INIT_SCALE, McmcResult, run_mcmc
 
 # y_i ~ N(mu, 1), mu ~ N(0, 10^2): conjugate, posterior N(sum(y) / prec, 1 / prec).
 Y = 1.0 + torch.linspace(-2.0, 2.0, 20)

@@ -9,8 +9,10 @@ import pytest
 from helpers import SHARED_DATA
 
 from pyrovae.errors import UserError
-from pyrovae.methods import compare_posterior, load_user_model, reference_draws, run_method
-from pyrovae.models import zoo
+from pyrovae.posterior.reference import reference_draws
+from pyrovae.posterior.run import compare_posterior, run_method
+from pyrovae.posterior.targets import zoo
+from pyrovae.posterior.targets.user import load_user_model
 
 needs_posteriordb = pytest.mark.skipif(
     not (SHARED_DATA / "posteriordb" / "posteriors").is_dir(),
@@ -90,9 +92,9 @@ def test_reference_file_columns_are_matched_by_name(tmp_path):
 
 @pytest.mark.slow  # 15 s of NUTS
 def test_logistic_regression_reference_is_a_long_nuts_run(monkeypatch):
-    import pyrovae.methods as methods
+    import pyrovae.posterior.reference as reference
 
-    monkeypatch.setattr(methods, "REFERENCE_DRAWS", 400)
+    monkeypatch.setattr(reference, "REFERENCE_DRAWS", 400)
     model = zoo.get_model("logistic_regression")
     draws, source = reference_draws(model)
     assert source == "nuts (long run)" and draws.shape == (400, 3)
@@ -116,9 +118,9 @@ def model(y, scale):
 
 
 def test_user_model_loads_and_compares(tmp_path, monkeypatch):
-    import pyrovae.methods as methods
+    import pyrovae.posterior.reference as reference
 
-    monkeypatch.setattr(methods, "REFERENCE_DRAWS", 2000)
+    monkeypatch.setattr(reference, "REFERENCE_DRAWS", 2000)
     (tmp_path / "mine.py").write_text(USER_MODEL)
     (tmp_path / "data.json").write_text(json.dumps({"y": [1.0, 2.0, 1.5], "scale": 1.0}))
     model = load_user_model(f"{tmp_path / 'mine.py'}:model", tmp_path / "data.json")
@@ -152,12 +154,11 @@ def test_user_model_errors_are_one_line(tmp_path, target, data, message):
 
 @needs_posteriordb
 def test_reference_gets_a_log_likelihood_only_where_its_draws_cover_every_latent():
-    from pyrovae.methods import _reference, _reference_posterior
+    from pyrovae.posterior.reference import find_reference, reference_posterior
 
     for name, expected in [("eight_schools_centered", True), ("eight_schools_noncentered", False)]:
         model = zoo.get_model(name)
-        draws, source, mcmc = _reference(model, None, 0, False)
-        idata = _reference_posterior(model, draws, source, mcmc, False, 0)
+        idata = reference_posterior(model, find_reference(model))
         assert ("log_likelihood" in idata.groups()) is expected, name  # noncentered: theta_trans
         assert idata.attrs["method"] == "reference (posteriordb)"
         assert list(idata.posterior.data_vars) == ["theta", "mu", "tau"]

@@ -14,17 +14,17 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from pyrovae import linear_gaussian
-from pyrovae.infer.objectives import (
+from pyrovae.models import VAE
+from pyrovae.models.likelihoods import MIN_SCALE, inverse_positive
+from pyrovae.spec import LikelihoodSpec, ModelSpec, NetworkSpec
+from pyrovae.stats import linear_gaussian
+from pyrovae.train.objectives import (
     estimate_elbo,
     iwae_dreg_loss,
     iwae_loss,
     log_weights,
     make_objective,
 )
-from pyrovae.likelihoods import MIN_SCALE, _inverse_positive
-from pyrovae.models import VAE
-from pyrovae.spec import LikelihoodSpec, ModelSpec, NetworkSpec
 
 D, L, NOISE = 4, 2, 0.5
 
@@ -54,7 +54,7 @@ def linear_vae() -> VAE:
         enc.weight[:L] = gain.T
         enc.bias[:L] = -(bias @ gain)
         sd = torch.diagonal(cov).sqrt()
-        enc.bias[L:] = torch.tensor([_inverse_positive(float(s)) for s in sd])
+        enc.bias[L:] = torch.tensor([inverse_positive(float(s)) for s in sd])
     return vae
 
 

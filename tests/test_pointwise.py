@@ -8,10 +8,10 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-import pyrovae.infer.pointwise as pointwise_module
+import pyrovae.posterior.inference.pointwise as pointwise_module
 from pyrovae.errors import UserError
-from pyrovae.infer.pointwise import model_sites, pointwise
-from pyrovae.models import zoo
+from pyrovae.posterior.inference.pointwise import model_sites, pointwise
+from pyrovae.posterior.targets import zoo
 
 
 def _normal_log_prob(y: np.ndarray, mean: np.ndarray, scale: float | np.ndarray) -> np.ndarray:

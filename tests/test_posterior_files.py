@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from pyrovae import diagnostics
-from pyrovae.methods import compare_posterior
-from pyrovae.models import zoo
-from pyrovae.posterior_files import loo_lines, write_posteriors
+from pyrovae.posterior import diagnostics
+from pyrovae.posterior.files import loo_lines, write_posteriors
+from pyrovae.posterior.run import compare_posterior
+from pyrovae.posterior.targets import zoo
 
 METHODS = ["nuts", "auto_normal"]
 SAMPLES = 800  # per method; MCMC: 4 chains of 200

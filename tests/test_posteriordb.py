@@ -1,4 +1,5 @@
-"""pyrovae.posteriordb: the real subset in ../shared/data/posteriordb and hand-made folders."""
+"""pyrovae.posterior.targets.posteriordb: the real subset in ../shared/data/posteriordb and
+hand-made folders."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 from helpers import ROOT, SHARED_DATA
 
-from pyrovae import posteriordb
 from pyrovae.errors import UserError
+from pyrovae.posterior.targets import posteriordb
 
 DB = SHARED_DATA / "posteriordb"
 needs_posteriordb = pytest.mark.skipif(

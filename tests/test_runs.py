@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pyrovae.errors import UserError
-from pyrovae.infer.svi import EpochRecord, TrainState
-from pyrovae.runs import (
+from pyrovae.spec import Spec
+from pyrovae.train.rundir import (
     load_checkpoint,
     read_metrics,
     save_checkpoint,
@@ -17,7 +17,7 @@ from pyrovae.runs import (
     write_atomic,
     write_history,
 )
-from pyrovae.spec import Spec
+from pyrovae.train.state import EpochRecord, TrainState
 
 
 def _state() -> TrainState:

@@ -8,13 +8,13 @@ import pytest
 import torch
 from helpers import synthetic_spec, tiny_spec
 
-import pyrovae.infer.svi as svi
+import pyrovae.train.loop as svi
 from pyrovae.data import load_data
 from pyrovae.errors import NonFiniteLossError, SpecError, UserError
-from pyrovae.infer import fit
 from pyrovae.pipeline import build, train_model
-from pyrovae.runs import load_checkpoint, read_metrics
 from pyrovae.spec import TrainSpec
+from pyrovae.train import fit, placement, schedule
+from pyrovae.train.rundir import load_checkpoint, read_metrics
 
 
 def test_linear_gaussian_test_elbo_within_one_nat_of_exact_log_likelihood(tmp_path):
@@ -115,11 +115,11 @@ def test_time_limit_stops_after_the_epoch_that_passes_it():
 
 def test_kl_warm_up_schedule():
     train = TrainSpec(beta=2.0, kl_warmup_epochs=2)
-    assert svi.beta_at(train, 1, 10) == pytest.approx(0.1)
-    assert svi.beta_at(train, 10, 10) == pytest.approx(1.0)
-    assert svi.beta_at(train, 20, 10) == pytest.approx(2.0)
-    assert svi.beta_at(train, 500, 10) == pytest.approx(2.0)
-    assert svi.beta_at(TrainSpec(beta=0.5), 1, 10) == 0.5
+    assert schedule.beta_at(train, 1, 10) == pytest.approx(0.1)
+    assert schedule.beta_at(train, 10, 10) == pytest.approx(1.0)
+    assert schedule.beta_at(train, 20, 10) == pytest.approx(2.0)
+    assert schedule.beta_at(train, 500, 10) == pytest.approx(2.0)
+    assert schedule.beta_at(TrainSpec(beta=0.5), 1, 10) == 0.5
 
 
 def test_beta_zero_lets_the_kl_grow():
@@ -140,23 +140,23 @@ def test_cuda_requested_without_gpu_is_a_spec_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(SpecError, match=r"train\.device"):
-        svi.resolve_device("cuda")
+        placement.resolve_device("cuda")
 
 
 def test_cosine_schedule_anneals_over_steps_or_over_the_time_budget():
     cosine = TrainSpec(lr=0.01, lr_schedule="cosine", max_seconds=100.0)
-    assert svi.lr_at(cosine, 0.0, 0.0) == pytest.approx(0.01)
-    assert svi.lr_at(cosine, 0.5, 0.0) == pytest.approx(0.01 * (0.01 + 0.99 * 0.5))
-    assert svi.lr_at(cosine, 0.1, 50.0) == svi.lr_at(cosine, 0.5, 0.0)  # time binds first
-    assert svi.lr_at(cosine, 0.0, 500.0) == pytest.approx(0.01 * svi.LR_FLOOR)
-    assert svi.lr_at(TrainSpec(lr=0.01), 0.9, 1e9) == 0.01
+    assert schedule.lr_at(cosine, 0.0, 0.0) == pytest.approx(0.01)
+    assert schedule.lr_at(cosine, 0.5, 0.0) == pytest.approx(0.01 * (0.01 + 0.99 * 0.5))
+    assert schedule.lr_at(cosine, 0.1, 50.0) == schedule.lr_at(cosine, 0.5, 0.0)  # time binds first
+    assert schedule.lr_at(cosine, 0.0, 500.0) == pytest.approx(0.01 * schedule.LR_FLOOR)
+    assert schedule.lr_at(TrainSpec(lr=0.01), 0.9, 1e9) == 0.01
 
 
 def test_a_cosine_run_ends_near_the_floor_and_keeps_its_schedule_on_resume(tmp_path):
     spec = tiny_spec("train.epochs=4", "train.lr_schedule=cosine")
     full = train_model(spec, tmp_path / "full", progress=False)
     lr = full.fit.state.optimizer["param_groups"][0]["lr"]
-    assert spec.train.lr * svi.LR_FLOOR <= lr < 0.1 * spec.train.lr
+    assert spec.train.lr * schedule.LR_FLOOR <= lr < 0.1 * spec.train.lr
     half = tiny_spec("train.epochs=2", "train.lr_schedule=cosine")
     train_model(half, tmp_path / "half", progress=False)
     with pytest.raises(UserError, match="lr_schedule"):  # the schedule is part of the run

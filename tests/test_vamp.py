@@ -18,12 +18,12 @@ from helpers import tiny_spec
 from pyro import poutine
 
 from pyrovae.data import load_data
-from pyrovae.evaluate import kl_per_dimension, mixture_kl
-from pyrovae.infer import fit
-from pyrovae.infer.objectives import iwae_dreg_loss, iwae_loss
+from pyrovae.evaluate.likelihood import kl_per_dimension, mixture_kl
+from pyrovae.models.priors import GaussianMixture
 from pyrovae.pipeline import build, evaluate_run, train_model
-from pyrovae.priors import GaussianMixture
 from pyrovae.spec import SpecError, load_spec
+from pyrovae.train import fit
+from pyrovae.train.objectives import iwae_dreg_loss, iwae_loss
 
 VAMP = ('model.prior.name="vamp"', "model.prior.components=7")
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import pyrovae.infer.variational as vi
+import pyrovae.posterior.inference.variational as vi
 from pyrovae.errors import PyrovaeError, UserError
-from pyrovae.models import zoo
+from pyrovae.posterior.targets import zoo
 
 
 def _exact(name: str):

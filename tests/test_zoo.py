@@ -1,4 +1,5 @@
-"""pyrovae.models.zoo: shapes of every model, flattening, exact posteriors, references."""
+"""pyrovae.posterior.targets.zoo: shapes of every model, flattening, exact posteriors,
+references."""
 
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 from pyro.infer.mcmc.util import initialize_model
 
-from pyrovae import posteriordb
 from pyrovae.errors import UserError
-from pyrovae.models import zoo
+from pyrovae.posterior.targets import posteriordb, zoo
 
 DB = SHARED_DATA / "posteriordb"
 HAVE_DB = (DB / "posteriors").is_dir()

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import copy
+
 from pyrovae.models.autoencoders import Autoencoder
 from pyrovae.models.vae import VAE
 from pyrovae.spec import ModelSpec
 
-__all__ = ["VAE", "Autoencoder", "LatentModel", "build_model"]
+__all__ = ["VAE", "Autoencoder", "LatentModel", "build_model", "frozen"]
 
 LatentModel = VAE | Autoencoder
 """Any model a spec declares: both have ``model``, ``guide``, ``code``, ``decode``,
@@ -21,3 +23,11 @@ def build_model(spec: ModelSpec, data_dim: int) -> LatentModel:
     if spec.kind == "vae":
         return VAE(spec, data_dim)
     return Autoencoder(spec, data_dim)
+
+
+def frozen(vae: LatentModel) -> LatentModel:
+    """A copy of ``vae`` on the CPU whose weights need no gradients."""
+    copy_ = copy.deepcopy(vae).cpu().eval()
+    for p in copy_.parameters():
+        p.requires_grad_(False)
+    return copy_

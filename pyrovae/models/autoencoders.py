@@ -11,7 +11,7 @@ its prior taken out of the model. Each kind is the same pair of functions:
 
 With these, ``Trace_ELBO`` is E_q[log p(x, z) - log q(z|x)] =
 log p(x | g_theta(f_phi(x))): the ELBO *is* the negative reconstruction loss,
-so the same :func:`~pyrovae.infer.svi.fit`, run directory and CLI train every
+so the same :func:`~pyrovae.train.loop.fit`, run directory and CLI train every
 kind. The likelihood sets the loss: a Gaussian with a fixed scale s gives
 ||x - x_hat||^2 / (2 s^2) + const (L2), a Bernoulli the cross-entropy.
 
@@ -42,9 +42,9 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
-from pyrovae.likelihoods import Likelihood
+from pyrovae.models.likelihoods import Likelihood
 from pyrovae.models.vae import data_plate
-from pyrovae.nn import ACTIVATIONS, mlp
+from pyrovae.nets import ACTIVATIONS, build_network
 from pyrovae.spec import AUTOENCODER_KINDS, AutoencoderSpec, ModelSpec
 
 __all__ = ["SPARSITY_EPS", "Autoencoder", "TiedDecoder", "corrupt", "sparsity_penalty"]
@@ -138,12 +138,12 @@ class Autoencoder(PyroModule):
         self.data_dim = data_dim
         self.latent_dim = spec.latent_dim
         self.prior_scale = 1.0
-        self.encoder = mlp(data_dim, spec.latent_dim, spec.encoder)
+        self.encoder = build_network(data_dim, spec.latent_dim, spec.encoder)
         self.likelihood = Likelihood(spec.likelihood)
         if self.kind == "tied_ae":
             self.decoder = TiedDecoder(self.encoder, spec.encoder.activation)
         else:
-            self.decoder = mlp(
+            self.decoder = build_network(
                 spec.latent_dim, self.likelihood.outputs_per_pixel * data_dim, spec.decoder
             )
 

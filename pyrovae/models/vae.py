@@ -25,9 +25,9 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from torch.nn.functional import softplus
 
-from pyrovae.likelihoods import MIN_SCALE, Likelihood
-from pyrovae.nn import mlp
-from pyrovae.priors import GaussianMixture
+from pyrovae.models.likelihoods import MIN_SCALE, Likelihood
+from pyrovae.models.priors import GaussianMixture
+from pyrovae.nets import build_network
 from pyrovae.spec import UNIT_INTERVAL_LIKELIHOODS, ModelSpec
 
 __all__ = ["VAE", "data_plate"]
@@ -65,9 +65,9 @@ class VAE(PyroModule):
         self.spec = spec
         self.data_dim = data_dim
         self.latent_dim = spec.latent_dim
-        self.encoder = mlp(data_dim, 2 * spec.latent_dim, spec.encoder)
+        self.encoder = build_network(data_dim, 2 * spec.latent_dim, spec.encoder)
         self.likelihood = Likelihood(spec.likelihood)
-        self.decoder = mlp(
+        self.decoder = build_network(
             spec.latent_dim, self.likelihood.outputs_per_pixel * data_dim, spec.decoder
         )
         self.prior_scale = spec.prior.scale
@@ -176,10 +176,13 @@ class VAE(PyroModule):
 
         That is the case for a decoder with no hidden layers and a Gaussian
         likelihood with a fixed or learned (not decoder-predicted) scale; then
-        log p(x) and p(z|x) have closed forms (:mod:`pyrovae.linear_gaussian`).
+        log p(x) and p(z|x) have closed forms (:mod:`pyrovae.stats.linear_gaussian`).
         """
         lik = self.likelihood
-        if self.spec.decoder.hidden or lik.name != "gaussian" or lik.scale_mode == "decoder":
+        decoder = self.spec.decoder
+        if decoder.kind != "mlp" or decoder.hidden:
+            return None
+        if lik.name != "gaussian" or lik.scale_mode == "decoder":
             return None
         if self.spec.prior.name != "normal":
             return None

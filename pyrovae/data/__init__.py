@@ -1,0 +1,22 @@
+"""Data: where examples come from, how they are checked, split and binarized.
+
+:func:`load_data` turns a :class:`~pyrovae.spec.DataSpec` into a :class:`Dataset`;
+each source (``digits``, ``mnist``, ``synthetic``, ``arrays``) is one module,
+registered by name in :data:`SOURCES`.
+"""
+
+from pyrovae.data.dataset import SOURCES, Dataset, binarize, load_data
+from pyrovae.data.idx import MNIST_FILES, MNIST_MIRRORS, download_mnist, read_idx
+from pyrovae.data.source import LinearGaussianTruth
+
+__all__ = [
+    "MNIST_FILES",
+    "MNIST_MIRRORS",
+    "SOURCES",
+    "Dataset",
+    "LinearGaussianTruth",
+    "binarize",
+    "download_mnist",
+    "load_data",
+    "read_idx",
+]

@@ -1,0 +1,3 @@
+"""Inference engines for small posteriors: MCMC, autoguide fits, pointwise log-likelihoods."""
+
+__all__: list[str] = []  # a folder of modules: import from them

@@ -1,0 +1,97 @@
+"""A user's own Pyro model as a comparison target: ``path/to/file.py:function``.
+
+The function is imported from its file and called with keyword data from a JSON
+object; its latent sample sites are the parameters the comparison reports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from pyrovae.errors import UserError
+from pyrovae.posterior.targets.zoo import ZooModel
+
+__all__ = ["load_user_model"]
+
+
+def _import_function(target: str) -> tuple[Callable[..., Any], str]:
+    path_text, sep, function = target.rpartition(":")
+    if not sep or not path_text or not function:
+        raise UserError(f"expected path/to/file.py:function, got {target!r}")
+    path = Path(path_text)
+    if not path.is_file():
+        raise UserError(f"model file {str(path)!r} does not exist")
+    spec = importlib.util.spec_from_file_location(f"pyrovae_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: report, never crash
+        raise UserError(f"importing {path} failed: {type(err).__name__}: {err}") from None
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        raise UserError(f"{path} has no function {function!r} (it has: {', '.join(found)})")
+    return fn, path.stem
+
+
+def _tensor(value: Any) -> Any:
+    if isinstance(value, list):
+        return torch.tensor(value, dtype=torch.get_default_dtype())
+    return value
+
+
+def load_user_model(target: str, data_file: str | Path | None = None) -> ZooModel:
+    """A user's Pyro model ``path/to/file.py:function`` with keyword data from JSON.
+
+    Lists in the JSON become float tensors; numbers stay numbers. The reported
+    parameters are the model's latent sample sites, in the order they appear.
+
+    Raises
+    ------
+    UserError
+        Missing file or function, unreadable data, or a model that fails on the data.
+    """
+    fn, stem = _import_function(target)
+    data: dict[str, Any] = {}
+    if data_file is not None:
+        try:
+            raw = json.loads(Path(data_file).read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"--data: cannot read {data_file}: {err}") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"--data: {data_file} must hold a JSON object of keyword arguments")
+        data = {k: _tensor(v) for k, v in raw.items()}
+    try:
+        with torch.no_grad():
+            trace = poutine.trace(fn).get_trace(**data)
+    except Exception as err:  # the user's model on the user's data
+        raise UserError(
+            f"{target} failed on the data: {type(err).__name__}: "
+            f"{' '.join(str(err).split())}; check the data's keys and shapes"
+        ) from None
+    latent = {
+        name: tuple(site["value"].shape)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and not site_is_subsample(site)
+        and not site["infer"].get("is_auxiliary")
+    }
+    if not latent:
+        raise UserError(f"{target} has no latent sample sites to infer")
+    if any(math.prod(shape) > 100 for shape in latent.values()):
+        raise UserError(
+            f"{target}: a latent site has more than 100 values; pyrovae compares small posteriors"
+        )
+    return ZooModel(
+        name=stem, model=fn, data=data, parameters=latent, description=f"user model {target}"
+    )

@@ -1,0 +1,206 @@
+"""Figures of the autoencoder family: unit features, denoising and the kinds side by side.
+
+Like :mod:`pyrovae.report.figures`, every function takes plain tensors or arrays,
+writes one PNG of ``plots.SIZES[name]`` inches at ``plots.DPI`` and returns
+its path; no ``pyplot`` state is used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+
+from pyrovae.report.figures import (
+    as_array,
+    as_images,
+    image_range,
+    mosaic,
+    new_figure,
+    save_figure,
+    show_image,
+)
+
+__all__ = [
+    "DISTANCE_BARS",
+    "ENERGY_BARS",
+    "MAX_UNITS",
+    "plot_denoising",
+    "plot_family_distances",
+    "plot_family_rows",
+    "plot_max_activation",
+]
+
+MAX_UNITS = 100
+"""Most units drawn by :func:`plot_max_activation` (a 10 x 10 grid)."""
+
+FEATURE_CMAP = "RdBu_r"
+"""Diverging: a feature's weights are signed (red positive, blue negative, white 0)."""
+
+DISTANCE_BARS = {
+    "prior_sample_distance": ("samples z ~ N(0, I) → data", "tab:blue", ""),
+    "fitted_sample_distance": ("samples z ~ fitted Gaussian → data", "tab:blue", "//"),
+    "prior_coverage_distance": ("data → samples z ~ N(0, I)", "tab:orange", ""),
+    "fitted_coverage_distance": ("data → samples z ~ fitted Gaussian", "tab:orange", "//"),
+    "interpolation_distance": ("interpolation frames → data", "tab:green", ""),
+}
+"""Right panel of :func:`plot_family_distances`: metric -> (legend label, colour, hatch)."""
+
+ENERGY_BARS = {
+    "prior_energy_distance": ("z ~ N(0, I)", "tab:purple", ""),
+    "fitted_energy_distance": ("z ~ fitted Gaussian", "tab:purple", "//"),
+}
+"""Left panel of :func:`plot_family_distances` (log scale)."""
+
+
+def _row_labels(ax, labels: Sequence[str], height: int) -> None:
+    ax.set_yticks([k * (height + 1) + (height - 1) / 2 for k in range(len(labels))], labels)
+    ax.tick_params(length=0)
+
+
+def plot_max_activation(inputs, image_shape: tuple[int, int], path) -> Path:
+    """The norm-1 inputs that maximally activate each unit, as an image grid.
+
+    Parameters
+    ----------
+    inputs : Tensor or array, shape (U, D), U >= 1
+        Row i is W_i / ||W_i|| (:func:`pyrovae.evaluate.units.max_activation_inputs`);
+        the first :data:`MAX_UNITS` are drawn, on one symmetric colour scale.
+    image_shape : (H, W)
+        H * W == D.
+    path : str or Path
+        PNG to write; ``SIZES["max_activation"]``.
+    """
+    inputs = as_array(inputs, "inputs", 2)
+    if inputs.shape[0] == 0:
+        raise ValueError("max_activation: no units to plot")
+    shown = inputs[:MAX_UNITS]
+    images = as_images(shown, image_shape, "inputs")
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    limit = float(np.nanmax(np.abs(images))) or 1.0
+    fig = new_figure("max_activation")
+    ax = fig.subplots()
+    cmap = colormaps[FEATURE_CMAP].with_extremes(bad="white")
+    tiled = np.ma.masked_invalid(mosaic(images, rows, cols))
+    mesh = ax.imshow(tiled, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(mesh, ax=ax, shrink=0.6, label="x_j = W_ij / ||W_i||")
+    ax.set_title(
+        f"Inputs of norm 1 that maximally activate each first-layer unit\n"
+        f"({len(images)} of {inputs.shape[0]} units; red: positive weight, blue: negative)",
+        fontsize=12,
+    )
+    return save_figure(fig, path)
+
+
+def plot_denoising(clean, corrupted, reconstructed, image_shape: tuple[int, int], path) -> Path:
+    """Clean inputs, their corrupted copies and the reconstructions from the corrupted copies.
+
+    Parameters
+    ----------
+    clean, corrupted, reconstructed : Tensor or array, shape (n, D), n >= 1
+        The first 10 of each are drawn, one row each.
+    image_shape : (H, W)
+    path : str or Path
+        PNG to write; ``SIZES["denoising"]``.
+    """
+    rows = [as_array(a, name, 2) for a, name in ((clean, "clean"), (corrupted, "corrupted"))]
+    rows.append(as_array(reconstructed, "reconstructed", 2))
+    if len({r.shape for r in rows}) != 1 or rows[0].shape[0] == 0:
+        raise ValueError("denoising: clean, corrupted and reconstructed need one shape (n, D)")
+    n = min(rows[0].shape[0], 10)
+    images = np.concatenate([as_images(r[:n], image_shape, "x") for r in rows])
+    fig = new_figure("denoising")
+    ax = fig.subplots()
+    show_image(ax, mosaic(images, 3, n), image_range(images))
+    _row_labels(ax, ["clean", "corrupted", "reconstructed\nfrom corrupted"], image_shape[0])
+    ax.set_title("Reconstructing clean test inputs from corrupted copies", fontsize=13)
+    return save_figure(fig, path)
+
+
+def plot_family_rows(
+    rows: Mapping[str, object], image_shape: tuple[int, int], path, name: str, title: str
+) -> Path:
+    """One row of images per model kind, on one shared grey scale.
+
+    Parameters
+    ----------
+    rows : mapping of kind -> Tensor or array, shape (n, D)
+        The same n for every kind (e.g. decoded samples, or the frames of one
+        interpolation).
+    image_shape : (H, W)
+    path : str or Path
+    name : str
+        ``"family_samples"`` or ``"family_interpolation"`` (sets the figure size).
+    title : str
+    """
+    arrays = [as_array(v, k, 2) for k, v in rows.items()]
+    if not arrays or len({a.shape for a in arrays}) != 1 or arrays[0].shape[0] == 0:
+        raise ValueError("family rows: every kind needs an (n, D) array of the same shape")
+    n = arrays[0].shape[0]
+    images = np.concatenate([as_images(a, image_shape, "rows") for a in arrays])
+    fig = new_figure(name)
+    ax = fig.subplots()
+    show_image(ax, mosaic(images, len(arrays), n), image_range(images))
+    _row_labels(ax, list(rows), image_shape[0])
+    ax.set_title(title, fontsize=13)
+    return save_figure(fig, path)
+
+
+def plot_family_distances(table: Mapping[str, Mapping[str, float]], path) -> Path:
+    """Latent-space distances of each kind as grouped bars (lower is better).
+
+    Parameters
+    ----------
+    table : mapping of kind -> mapping of metric -> value
+        Left panel (log scale): the energy distances of :data:`ENERGY_BARS`;
+        right panel: the nearest-neighbour distances of :data:`DISTANCE_BARS`
+        and, when present, ``reconstruction_distance`` as a black tick (the
+        distance the model's own reconstructions reach). Missing metrics are
+        skipped.
+    path : str or Path
+        PNG to write; ``SIZES["family_distances"]``.
+    """
+    kinds = list(table)
+    energy = [m for m in ENERGY_BARS if any(m in table[k] for k in kinds)]
+    nearest = [m for m in DISTANCE_BARS if any(m in table[k] for k in kinds)]
+    if not kinds or not (energy or nearest):
+        raise ValueError("family distances: nothing to plot")
+    fig = new_figure("family_distances")
+    left, right = fig.subplots(1, 2, width_ratios=[1, 2])
+    _grouped_bars(left, table, energy, ENERGY_BARS)
+    left.set_yscale("log")
+    left.set_ylabel("energy distance to the training data\n(log scale, lower is better)")
+    left.set_title("Samples as a distribution", fontsize=11)
+    x = _grouped_bars(right, table, nearest, DISTANCE_BARS)
+    recon = [table[k].get("reconstruction_distance", np.nan) for k in kinds]
+    if np.isfinite(recon).any():
+        right.hlines(
+            recon, x - 0.45, x + 0.45, colors="black", lw=2, label="reconstructions → data"
+        )
+    right.set_ylabel("mean nearest-neighbour distance\nin pixel space (lower is better)")
+    right.set_title("Nearest neighbours (favour faint, blurred images)", fontsize=11)
+    for ax in (left, right):
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2)
+    fig.suptitle("Latent space: how close decoded codes lie to the data, by model kind")
+    return save_figure(fig, path)
+
+
+def _grouped_bars(ax, table, metrics: Sequence[str], styles: Mapping[str, tuple]) -> np.ndarray:
+    """One group of bars per kind, one bar per metric; returns the group centres."""
+    kinds = list(table)
+    x = np.arange(len(kinds), dtype=float)
+    width = 0.8 / max(len(metrics), 1)
+    for i, metric in enumerate(metrics):
+        label, color, hatch = styles[metric]
+        values = [table[k].get(metric, np.nan) for k in kinds]
+        offset = x - 0.4 + (i + 0.5) * width
+        ax.bar(offset, values, width, label=label, color=color, hatch=hatch, edgecolor="white")
+    ax.set_xticks(x, kinds, rotation=30)
+    ax.grid(axis="y", alpha=0.3)
+    return x

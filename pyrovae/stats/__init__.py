@@ -1,0 +1,3 @@
+"""Numerical building blocks that both lines use: closed forms and sample distances."""
+
+__all__: list[str] = []  # a folder of modules: import from them
