@@ -25,7 +25,6 @@ def test_linear_gaussian_test_elbo_within_one_nat_of_exact_log_likelihood(tmp_pa
     assert 0 < gap < 1.0
     # the trained model also explains the data as well as the generating one
     assert abs(m["test_exact_log_likelihood_nats"] - m["test_true_log_likelihood_nats"]) < 0.1
-    assert m["seconds"] < 60
 
 
 @pytest.mark.parametrize("objective", ["elbo", "analytic_kl", "iwae", "iwae_dreg"])
