@@ -2,7 +2,10 @@
 
 It only parses arguments and calls the functions a Python user calls. User
 errors (bad spec, data, paths) print one line on stderr and exit with status
-2; a training failure (NaN loss) prints one line and exits with status 1.
+2; a training failure (NaN loss) prints one line and exits with status 1; a
+comparison whose methods did not all finish writes what did and exits with
+status 3 (:data:`EXIT_PARTIAL`). Arguments and specs are checked before torch,
+Pyro or ArviZ are imported, so ``--help`` and every such error take milliseconds.
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pyrovae.errors import PyrovaeError, UserError
 
-__all__ = ["main"]
+__all__ = ["EXIT_PARTIAL", "main"]
+
+EXIT_PARTIAL = 3
+"""Exit status of a comparison in which some methods failed: the others were written,
+and the tables name each failed method with its reason."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,11 +133,12 @@ def _add_family(sub: argparse._SubParsersAction) -> None:
 
 
 def _family(args: argparse.Namespace) -> None:
-    from pyrovae.family import run_family
-    from pyrovae.report.family import reading
     from pyrovae.spec import KINDS, load_spec
 
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides)  # a bad spec stops here, before torch
+    from pyrovae.family import run_family
+    from pyrovae.report.family import reading
+
     kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else list(KINDS)
     out = args.out or _default_out(f"{spec.name}-family")
     result = run_family(spec, out, kinds, particles=args.particles, progress=not args.quiet)
@@ -138,25 +147,41 @@ def _family(args: argparse.Namespace) -> None:
     print(f"report: {result.report}")
 
 
-def _add_compare(sub: argparse._SubParsersAction) -> None:
-    from pyrovae.posterior.methods import DEFAULT_METHODS, METHODS
-    from pyrovae.posterior.targets.zoo import MODELS
+class _CompareHelp(argparse.Action):
+    """``pyrovae compare --help``: the registries (which import torch and Pyro) are read
+    only when the help is shown, so every other command starts in milliseconds."""
 
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from pyrovae.posterior.methods import DEFAULT_METHODS, METHODS
+        from pyrovae.posterior.targets.zoo import MODELS
+
+        parser.epilog = f"built-in models: {', '.join(MODELS)}; methods: {', '.join(METHODS)}"
+        for action in parser._actions:
+            if action.dest == "methods":
+                action.help = (
+                    f"comma-separated, from the registry: {', '.join(METHODS)} "
+                    f"(default: {','.join(DEFAULT_METHODS)})"
+                )
+        parser.print_help()
+        parser.exit()
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
     compare = sub.add_parser(
         "compare",
         help="variational answers against MCMC on small posteriors",
         description="Compare variational fits and MCMC on one posterior: the local posteriors "
         "p(z|x) of a trained run's test points, a built-in model, or your own Pyro model.",
-        epilog=f"built-in models: {', '.join(MODELS)}; methods: {', '.join(METHODS)}",
+        add_help=False,
     )
+    compare.add_argument("-h", "--help", action=_CompareHelp, help="show this help and exit")
     compare.add_argument(
         "target", help="RUN_DIR, a built-in model name, or path/to/file.py:model_fn (with --data)"
     )
-    compare.add_argument(
-        "--methods",
-        help=f"comma-separated, from the registry: {', '.join(METHODS)} "
-        f"(default: {','.join(DEFAULT_METHODS)})",
-    )
+    compare.add_argument("--methods", help="comma-separated method names")
     compare.add_argument(
         "--reference",
         type=Path,
@@ -204,9 +229,10 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 def _resolve_spec(args: argparse.Namespace):
     from pyrovae.spec import load_spec
-    from pyrovae.train.rundir import SPEC
 
     if args.resume:
+        from pyrovae.train.rundir import SPEC
+
         if args.out is None:
             raise UserError("--resume needs --out RUN_DIR, the run to continue")
         if not (args.out / SPEC).is_file():
@@ -220,9 +246,9 @@ def _default_out(name: str) -> Path:
 
 
 def _train(args: argparse.Namespace) -> None:
+    spec = _resolve_spec(args)  # a bad spec stops here, before torch is imported
     from pyrovae.pipeline import train_model
 
-    spec = _resolve_spec(args)
     out = args.out or _default_out(spec.name)
     outcome = train_model(spec, out, resume=args.resume, progress=not args.quiet)
     m = outcome.metrics
@@ -260,13 +286,14 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from pyrovae.pipeline import run_pipeline
     from pyrovae.spec import load_spec
 
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides)  # a bad spec stops here, before torch
     out = args.out or _default_out(spec.name)
     if args.local_points < 0:
         raise UserError(f"--local-points: expected 0 or more, got {args.local_points}")
+    from pyrovae.pipeline import run_pipeline
+
     metrics = run_pipeline(
         spec, out, particles=args.particles, local_points=args.local_points, progress=not args.quiet
     )
@@ -281,6 +308,8 @@ def _print_comparison(comparison, out: Path) -> None:
             f"{row['method']:>16}: energy {row['energy']:.4f}, k-hat "
             f"{'-' if khat is None else f'{khat:.2f}'}: {flags}"
         )
+    for method, reason in comparison.failed.items():
+        print(f"{method:>16}: failed: {reason}")
     print(
         f"reference: {comparison.reference_name}; tables (comparison.md, arviz_summary.md, "
         f"loo.md where there is a log-likelihood), figures and posteriors/*.nc "
@@ -327,7 +356,7 @@ def _inspect(args: argparse.Namespace) -> None:
         )
 
 
-def _compare(args: argparse.Namespace) -> None:
+def _compare(args: argparse.Namespace) -> int:
     from pyrovae.train.rundir import CHECKPOINT, LOCAL_DIR
 
     target = Path(args.target)
@@ -349,11 +378,12 @@ def _compare(args: argparse.Namespace) -> None:
         )
         _print_warnings(files.warnings)
         _print_comparison(comparison, target / LOCAL_DIR)
-        return
+        return 0
     from pyrovae.posterior.methods import DEFAULT_METHODS, METHODS
     from pyrovae.posterior.run import compare_posterior
     from pyrovae.posterior.targets.user import load_user_model
     from pyrovae.posterior.targets.zoo import get_model
+    from pyrovae.train.guard import ensure_writable
 
     if ":" in args.target:
         model = load_user_model(args.target, args.data)
@@ -362,6 +392,7 @@ def _compare(args: argparse.Namespace) -> None:
     else:
         model = get_model(args.target)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else DEFAULT_METHODS
+    out = ensure_writable(args.out or _default_out(f"compare-{model.name}"))
     comparison = compare_posterior(
         model,
         methods,
@@ -371,10 +402,10 @@ def _compare(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         predictive=args.predictive,
     )
-    out = args.out or _default_out(f"compare-{model.name}")
     comparison.write(out)
     _write_posteriors(comparison, out, {name: m.chains for name, m in METHODS.items()})
     _print_comparison(comparison, out)
+    return 0 if comparison.complete else EXIT_PARTIAL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -389,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "inspect": _inspect,
     }
     try:
-        commands[args.command](args)
+        status = commands[args.command](args)
     except UserError as err:
         print(f"pyrovae {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -399,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pyrovae {args.command}: interrupted; continue with --resume", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
