@@ -17,6 +17,7 @@ from pyrovae.errors import UserError
 from pyrovae.pipeline import load_trained, run_pipeline
 from pyrovae.report.family import family_csv, family_figures, family_table, render_family
 from pyrovae.spec import KINDS, Spec, spec_from_dict, spec_to_dict
+from pyrovae.train.guard import ensure_writable
 from pyrovae.train.rundir import CHECKPOINT, write_atomic
 
 __all__ = ["FamilyResult", "family_specs", "run_family"]
@@ -82,8 +83,8 @@ def run_family(
     progress : bool
         Progress bars while training.
     """
-    out_dir = Path(out_dir)
     specs = family_specs(spec, kinds)
+    out_dir = ensure_writable(out_dir)
     taken = [k for k in kinds if (out_dir / k / CHECKPOINT).exists()]
     if taken:
         raise UserError(f"{out_dir} already holds runs of {', '.join(taken)}; choose another --out")

@@ -29,6 +29,7 @@ from pyrovae.posterior.files import PosteriorFiles, write_posteriors
 from pyrovae.report.run_report import FIGURES, make_figures, render_report
 from pyrovae.spec import Spec, spec_to_dict
 from pyrovae.stats import linear_gaussian
+from pyrovae.train.guard import run_lock
 from pyrovae.train.loop import fit
 from pyrovae.train.objectives import estimate_elbo
 from pyrovae.train.placement import resolve_device
@@ -133,24 +134,28 @@ def train_model(
         A NaN/inf loss; the checkpoint of the last finished epoch is kept.
     """
     run_dir = Path(run_dir)
-    resolve_device(spec.train.device)
-    if not resume and (run_dir / CHECKPOINT).exists():
-        raise UserError(
-            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+    with run_lock(run_dir):
+        resolve_device(spec.train.device)
+        if not resume and (run_dir / CHECKPOINT).exists():
+            raise UserError(
+                f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+        data = load_data(spec.data, spec.model.likelihood.name)
+        state = _resume_state(spec, run_dir, data.dim) if resume else None
+        model = build(spec, data.dim)
+        write_spec(run_dir, spec)
+
+        def on_epoch_end(new_state: TrainState) -> None:
+            save_checkpoint(run_dir, spec, data.dim, new_state)
+            write_history(run_dir, new_state.history)
+
+        result = fit(
+            model, data, spec.train, state=state, on_epoch_end=on_epoch_end, progress=progress
         )
-    data = load_data(spec.data, spec.model.likelihood.name)
-    state = _resume_state(spec, run_dir, data.dim) if resume else None
-    model = build(spec, data.dim)
-    write_spec(run_dir, spec)
-
-    def on_epoch_end(new_state: TrainState) -> None:
-        save_checkpoint(run_dir, spec, data.dim, new_state)
-        write_history(run_dir, new_state.history)
-
-    result = fit(model, data, spec.train, state=state, on_epoch_end=on_epoch_end, progress=progress)
-    model.eval()
-    metrics = update_metrics(run_dir, training_metrics(model, data, result, spec))
-    return TrainOutcome(run_dir, model, data, result, metrics)
+        model.eval()
+        metrics = update_metrics(run_dir, training_metrics(model, data, result, spec))
+        return TrainOutcome(run_dir, model, data, result, metrics)
 
 
 @torch.no_grad()
@@ -236,26 +241,33 @@ def evaluate_run(
     if particles < 1:
         raise UserError(f"--particles: expected a positive integer, got {particles}")
     run_dir = Path(run_dir)
-    trained = load_trained(run_dir)
-    spec, model = trained.spec, trained.model.to(resolve_device(trained.spec.train.device))
-    evaluation = None
-    if spec.model.kind == "vae":
-        evaluation = evaluate(
-            model, trained.data.test, particles=particles, seed=spec.train.seed, progress=progress
+    with run_lock(run_dir, create=False):
+        trained = load_trained(run_dir)
+        spec, model = trained.spec, trained.model.to(resolve_device(trained.spec.train.device))
+        evaluation = None
+        if spec.model.kind == "vae":
+            evaluation = evaluate(
+                model,
+                trained.data.test,
+                particles=particles,
+                seed=spec.train.seed,
+                progress=progress,
+            )
+        latent = latent_space_metrics(
+            model, trained.data, spec.model.autoencoder, seed=spec.train.seed
         )
-    latent = latent_space_metrics(model, trained.data, spec.model.autoencoder, seed=spec.train.seed)
-    new = {**(evaluation.to_metrics() if evaluation else {}), **latent.to_metrics()}
-    metrics = update_metrics(run_dir, new)
-    make_figures(
-        model,
-        trained.data,
-        trained.state.history,
-        evaluation,
-        run_dir / FIGURES_DIR,
-        seed=spec.train.seed,
-    )
-    write_run_report(run_dir, trained.spec)
-    return metrics
+        new = {**(evaluation.to_metrics() if evaluation else {}), **latent.to_metrics()}
+        metrics = update_metrics(run_dir, new)
+        make_figures(
+            model,
+            trained.data,
+            trained.state.history,
+            evaluation,
+            run_dir / FIGURES_DIR,
+            seed=spec.train.seed,
+        )
+        write_run_report(run_dir, trained.spec)
+        return metrics
 
 
 def compare_run(
@@ -278,37 +290,38 @@ def compare_run(
     if points < 1:
         raise UserError(f"--points: expected a positive integer, got {points}")
     run_dir = Path(run_dir)
-    trained = load_trained(run_dir)
-    if trained.spec.model.kind != "vae":
-        raise UserError(
-            f"{run_dir} holds a {trained.spec.model.kind}: it has no prior, so no posterior "
-            "p(z|x) to compare; local posteriors need model.kind = 'vae'"
+    with run_lock(run_dir, create=False):
+        trained = load_trained(run_dir)
+        if trained.spec.model.kind != "vae":
+            raise UserError(
+                f"{run_dir} holds a {trained.spec.model.kind}: it has no prior, so no posterior "
+                "p(z|x) to compare; local posteriors need model.kind = 'vae'"
+            )
+        seed = trained.spec.train.seed
+        local = local_posteriors(
+            trained.model,
+            trained.data.test[:points],
+            num_samples=num_samples,
+            warmup_steps=warmup_steps,
+            num_chains=num_chains,
+            seed=seed,
+            progress=progress,
         )
-    seed = trained.spec.train.seed
-    local = local_posteriors(
-        trained.model,
-        trained.data.test[:points],
-        num_samples=num_samples,
-        warmup_steps=warmup_steps,
-        num_chains=num_chains,
-        seed=seed,
-        progress=progress,
-    )
-    comparison = local_comparison(local, seed=seed)
-    comparison.write(run_dir / LOCAL_DIR)
-    files = write_posteriors(comparison, run_dir / LOCAL_DIR)
-    write_atomic(run_dir / LOCAL_DIR / "gaps.md", (gap_table(local) + "\n").encode())
-    update_metrics(
-        run_dir,
-        {
-            "local_points": int(local.x.shape[0]),
-            "local_log_likelihood_nats": float(local.log_px.mean()),
-            "local_approximation_gap_nats": float(local.approximation_gap.mean()),
-            "local_amortization_gap_nats": float(local.amortization_gap.mean()),
-        },
-    )
-    write_run_report(run_dir, trained.spec)
-    return comparison, local, files
+        comparison = local_comparison(local, seed=seed)
+        comparison.write(run_dir / LOCAL_DIR)
+        files = write_posteriors(comparison, run_dir / LOCAL_DIR)
+        write_atomic(run_dir / LOCAL_DIR / "gaps.md", (gap_table(local) + "\n").encode())
+        update_metrics(
+            run_dir,
+            {
+                "local_points": int(local.x.shape[0]),
+                "local_log_likelihood_nats": float(local.log_px.mean()),
+                "local_approximation_gap_nats": float(local.approximation_gap.mean()),
+                "local_amortization_gap_nats": float(local.amortization_gap.mean()),
+            },
+        )
+        write_run_report(run_dir, trained.spec)
+        return comparison, local, files
 
 
 def write_run_report(run_dir: Path, spec: Spec) -> Path:
@@ -334,10 +347,11 @@ def run_pipeline(
     """Train, evaluate, compare local posteriors and report: the whole main job
     (``pyrovae run``). ``local_points = 0`` skips the comparison, and so does an
     autoencoder, which has no posterior p(z|x) to sample."""
-    train_model(spec, run_dir, progress=progress)
-    evaluate_run(run_dir, particles=particles, progress=progress)
-    if local_points and spec.model.kind == "vae":
-        compare_run(
-            run_dir, points=local_points, num_samples=500, warmup_steps=300, progress=progress
-        )
-    return read_metrics(run_dir)
+    with run_lock(run_dir):
+        train_model(spec, run_dir, progress=progress)
+        evaluate_run(run_dir, particles=particles, progress=progress)
+        if local_points and spec.model.kind == "vae":
+            compare_run(
+                run_dir, points=local_points, num_samples=500, warmup_steps=300, progress=progress
+            )
+        return read_metrics(run_dir)
