@@ -215,6 +215,9 @@ class Comparison:
     reference_posterior : arviz.InferenceData or None
         The reference as InferenceData with what is known beyond its draws (a long
         NUTS run's chains and sample_stats, a log-likelihood), where the caller has it.
+    failed : dict
+        method -> one-line reason, for methods that raised instead of returning draws;
+        they appear in ``methods.csv`` and ``comparison.md`` with the reason.
     """
 
     reference_name: str
@@ -226,6 +229,12 @@ class Comparison:
     method_rows: list[dict] = field(default_factory=list)
     noise_floor: dict[str, float] = field(default_factory=dict)
     reference_posterior: az.InferenceData | None = None
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every method asked for returned draws."""
+        return not self.failed
 
     def to_markdown(self) -> str:
         """Methods table, then the per-parameter table, with units and flagged problems."""
@@ -249,7 +258,7 @@ class Comparison:
         folder.mkdir(parents=True, exist_ok=True)
         paths = {
             "summary": write_csv(folder / "summary.csv", SUMMARY_COLUMNS, self.summary),
-            "methods": write_csv(folder / "methods.csv", METHOD_COLUMNS, self.method_rows),
+            "methods": write_csv(folder / "methods.csv", METHOD_COLUMNS, self._all_method_rows()),
             "marginals": plot_marginals(self, folder / "figures" / "marginals.png"),
             "pairs": plot_pairs(self, folder / "figures" / "pairs.png"),
         }
@@ -257,6 +266,11 @@ class Comparison:
         markdown.write_text(self.to_markdown(), encoding="utf-8")
         paths["markdown"] = markdown
         return paths
+
+    def _all_method_rows(self) -> list[dict]:
+        """:attr:`method_rows`, then one row per failed method (its reason as the flag)."""
+        failed = [{"method": m, "flagged": [f"failed: {r}"]} for m, r in self.failed.items()]
+        return [*self.method_rows, *failed]
 
 
 def compare(
@@ -268,6 +282,7 @@ def compare(
     log_evidence: float | None = None,
     seed: int = 0,
     reference_posterior: az.InferenceData | None = None,
+    failed: dict[str, str] | None = None,
 ) -> Comparison:
     """Measure each method's draws against the reference and flag clear problems.
 
@@ -293,6 +308,8 @@ def compare(
         Seed of every shuffle and subsample.
     reference_posterior : arviz.InferenceData or None
         Kept in :attr:`Comparison.reference_posterior` (not used by the metrics).
+    failed : dict, optional
+        method -> reason, for methods that raised; kept in :attr:`Comparison.failed`.
 
     Returns
     -------
@@ -328,6 +345,7 @@ def compare(
         method_rows=method_rows,
         noise_floor=floor,
         reference_posterior=reference_posterior,
+        failed=dict(failed or {}),
     )
 
 
@@ -498,6 +516,9 @@ def _markdown(comparison: Comparison) -> str:
     lines += ["", "### Flagged problems", ""]
     flagged = [(row["method"], f) for row in comparison.method_rows for f in row["flagged"]]
     lines += [f"- **{method}**: {text}" for method, text in flagged] or ["None."]
+    if comparison.failed:
+        lines += ["", "### Failed methods", ""]
+        lines += [f"- **{method}**: {reason}" for method, reason in comparison.failed.items()]
     lines += ["", "### Per parameter", ""]
     header = ["parameter", "method", "mean", "sd", "mean error (sd)", "sd ratio", "W1 (sd)"]
     lines += markdown_table(header, _summary_table_rows(comparison))

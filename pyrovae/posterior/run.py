@@ -21,12 +21,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pyrovae.errors import UserError
 from pyrovae.posterior.compare import Comparison, MethodResult, compare
 from pyrovae.posterior.methods import DEFAULT_METHODS, Budget, get_method
 from pyrovae.posterior.reference import find_reference, reference_posterior
 from pyrovae.posterior.targets.zoo import ZooModel, parameter_names
 
-__all__ = ["compare_posterior", "run_method"]
+__all__ = ["compare_posterior", "failure_reason", "run_method"]
+
+
+def failure_reason(err: BaseException) -> str:
+    """``err`` as one line: its type and message, whitespace collapsed, at most 300 characters."""
+    message = str(err).split("Trace Shapes:")[0]  # Pyro appends the trace's shapes
+    text = " ".join(f"{type(err).__name__}: {message}".split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def run_method(
@@ -65,23 +73,39 @@ def compare_posterior(
     """Every method in ``methods`` against the reference for ``model``.
 
     ``predictive``: add ``posterior_predictive`` draws (one replicate of the data per
-    posterior draw) to every method's and the reference's InferenceData.
+    posterior draw) to every method's and the reference's InferenceData. A method that
+    raises is kept out of the measures and listed in ``Comparison.failed`` with its
+    one-line reason; the others are compared as usual.
+
+    Raises
+    ------
+    UserError
+        An unknown method name, or a reference that cannot be had.
     """
     for name in methods:
         get_method(name)  # every name checked before anything runs
-    reference = find_reference(model, reference_file, seed=seed, progress=progress)
-    results = [
-        run_method(
-            model,
-            m,
-            num_samples=num_samples,
-            seeds=seeds,
-            seed=seed,
-            progress=progress,
-            predictive=predictive,
-        )
-        for m in methods
-    ]
+    try:
+        reference = find_reference(model, reference_file, seed=seed, progress=progress)
+    except UserError:
+        raise
+    except Exception as err:  # the user's model: report it in one line, never a traceback
+        raise UserError(f"the reference for {model.name} failed: {failure_reason(err)}") from None
+    results, failed = [], {}
+    for name in methods:
+        try:
+            results.append(
+                run_method(
+                    model,
+                    name,
+                    num_samples=num_samples,
+                    seeds=seeds,
+                    seed=seed,
+                    progress=progress,
+                    predictive=predictive,
+                )
+            )
+        except Exception as err:  # one method's failure does not lose the others
+            failed[name] = failure_reason(err)
     return compare(
         reference.draws,
         tuple(parameter_names(model.parameters)),
@@ -90,4 +114,5 @@ def compare_posterior(
         log_evidence=model.log_evidence,
         seed=seed,
         reference_posterior=reference_posterior(model, reference, predictive=predictive, seed=seed),
+        failed=failed,
     )
