@@ -31,6 +31,7 @@ from pyrovae.spec import Spec, spec_to_dict
 from pyrovae.stats import linear_gaussian
 from pyrovae.train.guard import run_lock
 from pyrovae.train.loop import fit
+from pyrovae.train.memory import check_memory
 from pyrovae.train.objectives import estimate_elbo
 from pyrovae.train.placement import resolve_device
 from pyrovae.train.rundir import (
@@ -129,19 +130,21 @@ def train_model(
     Raises
     ------
     UserError
-        Bad device, data, or resume request; raised before training starts.
+        Bad device, data, or resume request, an unwritable or busy run directory, or
+        a model too big for the free memory; raised before training starts.
     NonFiniteLossError
         A NaN/inf loss; the checkpoint of the last finished epoch is kept.
     """
     run_dir = Path(run_dir)
     with run_lock(run_dir):
-        resolve_device(spec.train.device)
+        device = resolve_device(spec.train.device)
         if not resume and (run_dir / CHECKPOINT).exists():
             raise UserError(
                 f"{run_dir} already holds a run; pass --resume to continue it or choose "
                 "another --out"
             )
         data = load_data(spec.data, spec.model.likelihood.name)
+        check_memory(spec, data.dim, device)
         state = _resume_state(spec, run_dir, data.dim) if resume else None
         model = build(spec, data.dim)
         write_spec(run_dir, spec)

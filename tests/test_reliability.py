@@ -14,12 +14,13 @@ import pytest
 from helpers import tiny_spec
 
 from pyrovae.cli import EXIT_PARTIAL, main
-from pyrovae.errors import UserError
-from pyrovae.pipeline import train_model
+from pyrovae.errors import SpecError, UserError
+from pyrovae.pipeline import build, train_model
 from pyrovae.posterior.methods import METHODS
 from pyrovae.posterior.run import compare_posterior, failure_reason
 from pyrovae.posterior.targets import zoo
 from pyrovae.train.guard import LOCK, ensure_writable, run_lock
+from pyrovae.train.memory import COPIES_PER_PARAMETER, estimate_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,6 +140,24 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
         assert (run_dir / LOCK).read_text().strip() == str(os.getpid())
     with run_lock(tmp_path / "run"):  # released: taken again
         pass
+
+
+def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated(tmp_path: Path):
+    with pytest.raises(SpecError, match=r"model: training needs about [\d.]+ GiB .* free on cpu"):
+        train_model(tiny_spec("model.latent_dim=100000000"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # nothing left behind
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [(), ("model.kind=tied_ae",), ("model.prior.name=vamp", "model.prior.components=7")],
+)
+def test_memory_estimate_counts_the_parameters_of_the_built_model(overrides) -> None:
+    spec = tiny_spec(*overrides)
+    estimate = estimate_memory(spec, 64)
+    model = build(spec, 64)
+    assert estimate.parameters == sum(p.numel() for p in model.parameters())
+    assert estimate.bytes > 4 * COPIES_PER_PARAMETER * estimate.parameters
 
 
 # --- a method that fails ------------------------------------------------------------------------

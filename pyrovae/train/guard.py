@@ -109,6 +109,7 @@ def run_lock(run_dir: str | Path, *, create: bool = True) -> Iterator[Path]:
         The folder cannot be written or does not exist, or another live process holds
         the lock.
     """
+    new = not Path(run_dir).exists()
     run_dir = ensure_writable(run_dir, create=create)
     key = run_dir.resolve()
     if key in _HELD:
@@ -126,4 +127,7 @@ def run_lock(run_dir: str | Path, *, create: bool = True) -> Iterator[Path]:
             del _HELD[key]
             if fcntl is None:
                 os.ftruncate(fd, 0)
+            if new and [p.name for p in run_dir.iterdir()] == [LOCK]:
+                (run_dir / LOCK).unlink()  # a job refused before writing leaves no folder
+                run_dir.rmdir()
             os.close(fd)  # releases the flock; the file stays for the next writer
