@@ -4,7 +4,9 @@ It only parses arguments and calls the functions a Python user calls. User
 errors (bad spec, data, paths) print one line on stderr and exit with status
 2; a training failure (NaN loss) prints one line and exits with status 1; a
 comparison whose methods did not all finish writes what did and exits with
-status 3 (:data:`EXIT_PARTIAL`). Arguments and specs are checked before torch,
+status 3 (:data:`EXIT_PARTIAL`). Ctrl-C or SIGTERM during training stops after the
+step in progress, saves a checkpoint that ``--resume`` continues exactly, and exits
+with 130 or 143. Arguments and specs are checked before torch,
 Pyro or ArviZ are imported, so ``--help`` and every such error take milliseconds.
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pyrovae.errors import PyrovaeError, UserError
+from pyrovae.errors import Interrupted, PyrovaeError, UserError
 
 __all__ = ["EXIT_PARTIAL", "main"]
 
@@ -424,6 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"pyrovae {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as err:
+        print(f"pyrovae {args.command}: {err}", file=sys.stderr)
+        return err.exit_status
     except PyrovaeError as err:
         print(f"pyrovae {args.command}: {err}", file=sys.stderr)
         return 1

@@ -7,7 +7,14 @@ exit status 2, without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["DataError", "NonFiniteLossError", "PyrovaeError", "SpecError", "UserError"]
+__all__ = [
+    "DataError",
+    "Interrupted",
+    "NonFiniteLossError",
+    "PyrovaeError",
+    "SpecError",
+    "UserError",
+]
 
 
 class PyrovaeError(Exception):
@@ -56,4 +63,32 @@ class NonFiniteLossError(PyrovaeError):
         super().__init__(
             f"training stopped: the loss became {value} at epoch {epoch}, step {step}; "
             "the last good checkpoint is kept (try a smaller train.lr or a KL warm-up)"
+        )
+
+
+class Interrupted(PyrovaeError):
+    """Training was stopped by a signal after a step, and its checkpoint written.
+
+    Parameters
+    ----------
+    signum : int
+        The signal (SIGINT 2, SIGTERM 15); :attr:`exit_status` is ``128 + signum``.
+    epoch, step : int
+        Epochs finished, and steps taken of the next one.
+    run_dir : str
+        Where the checkpoint is.
+    """
+
+    def __init__(self, signum: int, epoch: int, step: int, run_dir: str) -> None:
+        import signal
+
+        self.signum = signum
+        self.epoch = epoch
+        self.step = step
+        self.run_dir = run_dir
+        self.exit_status = 128 + signum
+        where = f"after step {step} of epoch {epoch + 1}" if step else f"after epoch {epoch}"
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} {where}; the checkpoint is saved: "
+            f"continue with `pyrovae train --out {run_dir} --resume`"
         )

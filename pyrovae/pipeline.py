@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 
 from pyrovae.data.dataset import Dataset, binarize, load_data
-from pyrovae.errors import UserError
+from pyrovae.errors import Interrupted, UserError
 from pyrovae.evaluate.latent_space import latent_space_metrics
 from pyrovae.evaluate.likelihood import evaluate
 from pyrovae.local.posteriors import LocalPosteriors, gap_table, local_comparison, local_posteriors
@@ -30,6 +30,7 @@ from pyrovae.report.run_report import FIGURES, make_figures, render_report
 from pyrovae.spec import Spec, spec_to_dict
 from pyrovae.stats import linear_gaussian
 from pyrovae.train.guard import run_lock
+from pyrovae.train.interrupt import stop_on_signals
 from pyrovae.train.loop import fit
 from pyrovae.train.memory import check_memory
 from pyrovae.train.objectives import estimate_elbo
@@ -134,6 +135,9 @@ def train_model(
         a model too big for the free memory; raised before training starts.
     NonFiniteLossError
         A NaN/inf loss; the checkpoint of the last finished epoch is kept.
+    Interrupted
+        SIGINT or SIGTERM arrived: training stopped after the step in progress and
+        wrote a checkpoint that ``resume=True`` continues exactly.
     """
     run_dir = Path(run_dir)
     with run_lock(run_dir):
@@ -153,9 +157,18 @@ def train_model(
             save_checkpoint(run_dir, spec, data.dim, new_state)
             write_history(run_dir, new_state.history)
 
-        result = fit(
-            model, data, spec.train, state=state, on_epoch_end=on_epoch_end, progress=progress
-        )
+        with stop_on_signals() as stop:
+            result = fit(
+                model,
+                data,
+                spec.train,
+                state=state,
+                on_epoch_end=on_epoch_end,
+                progress=progress,
+                should_stop=stop,
+            )
+        if result.stop_reason == "interrupted":
+            raise Interrupted(stop.signum, result.state.epoch, result.state.step, str(run_dir))
         model.eval()
         metrics = update_metrics(run_dir, training_metrics(model, data, result, spec))
         return TrainOutcome(run_dir, model, data, result, metrics)

@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import NamedTuple
 
 import pyro
 import torch
@@ -78,6 +79,21 @@ def _snapshot(vae: LatentModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in vae.state_dict().items()}
 
 
+class _Run(NamedTuple):
+    """What every step of one :func:`fit` call uses."""
+
+    vae: LatentModel
+    x_train: torch.Tensor
+    dynamic_binarization: bool
+    train: TrainSpec
+    objective: Callable[..., torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    batches: Batches
+    should_stop: Callable[[], bool]
+    bar: tqdm
+
+
 def fit(
     vae: LatentModel,
     data: Dataset,
@@ -89,6 +105,7 @@ def fit(
     placement: Placement | None = None,
     batches: Batches | None = None,
     process: ProcessGroup | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> FitResult:
     """Train ``vae`` on ``data.train`` with minibatch SVI.
 
@@ -107,10 +124,11 @@ def fit(
         Objective, epochs, batch size, learning rate, beta, warm-up, seed,
         early stopping and device.
     state : TrainState, optional
-        Resume from here instead of starting at epoch 0.
+        Resume from here instead of starting at epoch 0 (also from inside an epoch).
     on_epoch_end : callable, optional
         Called with the new :class:`TrainState` after each epoch (e.g. to
-        write a checkpoint), in the writing process only.
+        write a checkpoint), and with the mid-epoch state when ``should_stop``
+        stops the run; in the writing process only.
     progress : bool
         Show a tqdm progress bar with the running objective (writing process only).
     placement : Placement, optional
@@ -120,6 +138,10 @@ def fit(
         ``data.train`` in batches of ``train.batch_size``.
     process : ProcessGroup, optional
         The processes training together; default this one alone.
+    should_stop : callable, optional
+        Asked after every step (e.g. whether a signal arrived); when it says yes the
+        run stops there with ``stop_reason = "interrupted"`` and a state that resumes
+        exactly, as if it had not been stopped.
 
     Raises
     ------
@@ -139,8 +161,6 @@ def fit(
     placement.place_model(vae)
     x_train, x_val = placement.place_data(data.train), placement.place_data(data.validation)
     batches = batches or ShuffledBatches(x_train.shape[0], train.batch_size, device)
-    n, steps = batches.n_total, batches.steps
-    objective = make_objective(train.objective, train.particles)
     optimizer = _adam(vae, train.lr)
     generator = torch.Generator(device=device)
     if state is None:
@@ -152,64 +172,138 @@ def fit(
         generator.set_state(state.batch_rng)
     patience = train.early_stopping_patience if x_val.shape[0] else 0
     bar = tqdm(
-        total=steps * max(train.epochs - state.epoch, 0),
+        total=batches.steps * max(train.epochs - state.epoch, 0) - state.step,
         disable=not (progress and process.is_writer),
         unit="step",
         dynamic_ncols=True,
+    )
+    run = _Run(
+        vae,
+        x_train,
+        data.dynamic_binarization,
+        train,
+        make_objective(train.objective, train.particles),
+        optimizer,
+        generator,
+        batches,
+        should_stop or (lambda: False),
+        bar,
     )
     stop_reason = "epochs"
     was_training = vae.training
     try:
         with pyro.validation_enabled(False):
             for epoch in range(state.epoch + 1, train.epochs + 1):
-                reason = _stop_reason(state, train, patience, process)
+                reason = None if state.mid_epoch else _stop_reason(state, train, patience, process)
                 if reason:
                     stop_reason = reason
                     break
                 bar.set_description(f"epoch {epoch}/{train.epochs}")
-                start = time.perf_counter()
-                spent = sum(r.seconds for r in state.history)
-                vae.train()
-                total = 0.0
-                for step, rows in enumerate(batches.epoch(generator)):
-                    xb = x_train[rows]
-                    if data.dynamic_binarization:
-                        xb = binarize(xb, generator)
-                    done = (epoch - 1) * steps + step
-                    beta = beta_at(train, done + 1, steps)
-                    if train.lr_schedule != "constant":
-                        elapsed = spent + time.perf_counter() - start
-                        set_lr(optimizer, lr_at(train, done / (train.epochs * steps), elapsed))
-                    loss = objective(vae.model, vae.guide, xb, n, beta)
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        raise NonFiniteLossError(epoch, step + 1, value)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += value
-                    bar.update(1)
-                    if step % 25 == 24:
-                        bar.set_postfix_str(
-                            f"objective={-total / (step + 1) / n:.2f}", refresh=False
-                        )
-                vae.eval()
-                val, bound = (process.mean(v) for v in _validation(vae, x_val, train))
-                seconds = process.mean(time.perf_counter() - start)
-                record = EpochRecord(
-                    epoch, process.mean(-total / steps / n), val, bound, beta, seconds
-                )
-                shown = f"objective={record.train_objective_nats:.2f}"
-                bar.set_postfix_str(shown + (f" val_elbo={val:.2f}" if x_val.shape[0] else ""))
-                state = _next_state(state, vae, optimizer, generator, record, patience)
+                state, beta = _epoch(run, state, epoch, process)
+                if not state.mid_epoch:
+                    vae.eval()
+                    state = _end_epoch(run, state, x_val, beta, patience, process)
                 if on_epoch_end is not None and process.is_writer:
                     on_epoch_end(state)
+                if state.mid_epoch or (epoch < train.epochs and process.any(run.should_stop())):
+                    stop_reason = "interrupted"
+                    break
     finally:
         bar.close()
         vae.train(was_training)
     vae.load_state_dict(state.final_model)
     seconds = sum(r.seconds for r in state.history)
     return FitResult(state.history, state.epoch, seconds, stop_reason, state)
+
+
+def _epoch(
+    run: _Run, state: TrainState, epoch: int, process: ProcessGroup
+) -> tuple[TrainState, float]:
+    """Take epoch ``epoch``'s steps (the rest of them when ``state`` is mid-epoch).
+
+    Returns the state, mid-epoch if ``run.should_stop`` stopped it (else only the
+    epoch's running sums are in it), and the last step's beta.
+    """
+    train, n, steps = run.train, run.batches.n_total, run.batches.steps
+    start = time.perf_counter() - state.epoch_seconds
+    spent = sum(r.seconds for r in state.history)
+    first, total = state.step, state.epoch_total
+    epoch_batches = state.epoch_batches or tuple(run.batches.epoch(run.generator))
+    run.vae.train()
+    beta = beta_at(train, (epoch - 1) * steps + 1, steps)
+    for step in range(first, len(epoch_batches)):
+        xb = run.x_train[epoch_batches[step]]
+        if run.dynamic_binarization:
+            xb = binarize(xb, run.generator)
+        done = (epoch - 1) * steps + step
+        beta = beta_at(train, done + 1, steps)
+        if train.lr_schedule != "constant":
+            elapsed = spent + time.perf_counter() - start
+            set_lr(run.optimizer, lr_at(train, done / (train.epochs * steps), elapsed))
+        loss = run.objective(run.vae.model, run.vae.guide, xb, n, beta)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(epoch, step + 1, value)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        total += value
+        run.bar.update(1)
+        if step % 25 == 24:
+            run.bar.set_postfix_str(f"objective={-total / (step + 1) / n:.2f}", refresh=False)
+        if step + 1 < len(epoch_batches) and process.any(run.should_stop()):
+            return _mid_epoch_state(run, state, step + 1, epoch_batches, total, start), beta
+    done_state = replace(
+        state,
+        step=0,
+        epoch_batches=(),
+        epoch_total=total,
+        epoch_seconds=time.perf_counter() - start,
+    )
+    return done_state, beta
+
+
+def _end_epoch(
+    run: _Run,
+    state: TrainState,
+    x_val: torch.Tensor,
+    beta: float,
+    patience: int,
+    process: ProcessGroup,
+) -> TrainState:
+    """Validate, record the epoch and take the state at its end."""
+    n, steps = run.batches.n_total, run.batches.steps
+    start = time.perf_counter() - state.epoch_seconds
+    val, bound = (process.mean(v) for v in _validation(run.vae, x_val, run.train))
+    seconds = process.mean(time.perf_counter() - start)
+    objective = process.mean(-state.epoch_total / steps / n)
+    record = EpochRecord(state.epoch + 1, objective, val, bound, beta, seconds)
+    shown = f"objective={record.train_objective_nats:.2f}"
+    run.bar.set_postfix_str(shown + (f" val_elbo={val:.2f}" if x_val.shape[0] else ""))
+    return _next_state(state, run.vae, run.optimizer, run.generator, record, patience)
+
+
+def _mid_epoch_state(
+    run: _Run,
+    state: TrainState,
+    step: int,
+    epoch_batches: tuple[torch.Tensor, ...],
+    total: float,
+    start: float,
+) -> TrainState:
+    """The state after ``step`` steps of the current epoch: resuming from it takes the
+    epoch's remaining minibatches with the same random streams."""
+    return replace(
+        state,
+        model=_snapshot(run.vae),
+        optimizer=copy.deepcopy(run.optimizer.state_dict()),
+        rng=torch.get_rng_state(),
+        batch_rng=run.generator.get_state(),
+        step=step,
+        epoch_batches=tuple(epoch_batches),
+        epoch_total=total,
+        epoch_seconds=time.perf_counter() - start,
+    )
 
 
 def _validation(vae: LatentModel, x_val: torch.Tensor, train: TrainSpec) -> tuple[float, float]:
@@ -257,4 +351,8 @@ def _next_state(
         history=(*state.history, record),
         best_epoch=best_epoch,
         best_model=best_model,
+        step=0,
+        epoch_batches=(),
+        epoch_total=0.0,
+        epoch_seconds=0.0,
     )

@@ -1,5 +1,6 @@
-"""What a training run is at the end of an epoch, and what :func:`~pyrovae.train.loop.fit`
-returns: the history, the state to resume from, and why it stopped."""
+"""What a training run is at the end of an epoch (or where it was interrupted), and what
+:func:`~pyrovae.train.loop.fit` returns: the history, the state to resume from, and why it
+stopped."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class EpochRecord(NamedTuple):
 
 @dataclass(frozen=True)
 class TrainState:
-    """Everything a run needs to continue exactly where it stopped."""
+    """Everything a run needs to continue exactly where it stopped: at the end of epoch
+    ``epoch``, or, when interrupted, after ``step`` steps of epoch ``epoch + 1``."""
 
     epoch: int
     model: dict[str, torch.Tensor]
@@ -40,18 +42,34 @@ class TrainState:
     history: tuple[EpochRecord, ...]
     best_epoch: int
     best_model: dict[str, torch.Tensor] | None
+    step: int = 0
+    """Steps of epoch ``epoch + 1`` already taken (0: the epoch has not started)."""
+    epoch_batches: tuple[torch.Tensor, ...] = ()
+    """That epoch's minibatch indices, every step's, so a resumed run takes the rest."""
+    epoch_total: float = 0.0
+    """Sum of that epoch's step losses so far."""
+    epoch_seconds: float = 0.0
+    """Wall time of that epoch so far."""
 
     def to_checkpoint(self) -> dict[str, Any]:
         """Plain tensors, dicts, lists and numbers: loadable with ``weights_only=True``."""
         out = {f: getattr(self, f) for f in self.__dataclass_fields__}
         out["history"] = [list(r) for r in self.history]
+        out["epoch_batches"] = list(self.epoch_batches)
         return out
 
     @classmethod
     def from_checkpoint(cls, raw: dict[str, Any]) -> TrainState:
-        """Inverse of :meth:`to_checkpoint`."""
+        """Inverse of :meth:`to_checkpoint` (checkpoints written between epochs before the
+        mid-epoch fields existed read as such)."""
         history = tuple(EpochRecord(int(r[0]), *map(float, r[1:])) for r in raw["history"])
-        return cls(**{**raw, "history": history})
+        batches = tuple(raw.get("epoch_batches", ()))
+        return cls(**{**raw, "history": history, "epoch_batches": batches})
+
+    @property
+    def mid_epoch(self) -> bool:
+        """Whether the state was taken inside an epoch (an interrupted run)."""
+        return self.step > 0
 
     @property
     def final_model(self) -> dict[str, torch.Tensor]:
@@ -66,5 +84,6 @@ class FitResult(NamedTuple):
     epochs: int
     seconds: float
     stop_reason: str
-    """``"epochs"`` (all done), ``"early_stopping"`` or ``"time_limit"``."""
+    """``"epochs"`` (all done), ``"early_stopping"``, ``"time_limit"`` or
+    ``"interrupted"`` (``should_stop`` said so; the state is taken mid-epoch)."""
     state: TrainState
