@@ -67,12 +67,15 @@ def _is_number(value: Any) -> bool:
         return False
 
 
-def integer(minimum: int = 0) -> Check:
-    """An integer ``>= minimum`` (booleans and floats are rejected)."""
+def integer(minimum: int = 0, maximum: int | None = None) -> Check:
+    """An integer ``>= minimum`` and, when given, ``<= maximum`` (booleans and floats
+    are rejected)."""
     what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if maximum is not None:
+        what = f"an integer from {minimum} to {maximum}"
 
     def check(value: Any, path: str) -> int:
-        if not _is_int(value) or value < minimum:
+        if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
             raise _fail(path, what, value)
         return value
 
@@ -114,9 +117,14 @@ def boolean(value: Any, path: str) -> bool:
 
 
 def text(value: Any, path: str) -> str:
-    """Any string."""
+    """Any string that can be written as UTF-8 (no lone surrogates, which is what
+    ``sys.argv`` holds for bytes that are not UTF-8)."""
     if not isinstance(value, str):
         raise _fail(path, "a string", value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(path, "UTF-8 text (the spec is saved as TOML)", value) from None
     return value
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import struct
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -365,9 +367,124 @@ def test_error_unreadable_file(tmp_path):
 
 
 def test_error_label_length_mismatch(tmp_path):
-    np.savez(tmp_path / "xy.npz", x=np.zeros((10, 3)), y=np.zeros(9, dtype=int))
-    message = data_error(arrays_spec(tmp_path / "xy.npz"))
-    assert "(9,)" in message and "10 examples" in message
+    path = tmp_path / "xy.npz"
+    np.savez(path, x=np.zeros((10, 3)), y=np.zeros(9, dtype=int))
+    message = data_error(arrays_spec(path))
+    assert message == (
+        f"data: {path}: labels have shape (9,) but there are 10 examples; "
+        "give one label per example (a 1-D array)"
+    )
+    np.savez(path, x=np.zeros((10, 3)), y=np.zeros((10, 1), dtype=int))
+    assert "labels have shape (10, 1)" in data_error(arrays_spec(path))
+
+
+def test_error_npy_without_rows(tmp_path):
+    for shape in [(0, 5), (0, 4, 4)]:
+        path = tmp_path / "x.npy"
+        np.save(path, np.zeros(shape))
+        message = data_error(arrays_spec(path))
+        assert re.fullmatch(
+            rf"data: {re.escape(str(path))}: the array has no examples \(shape "
+            rf"{re.escape(str(shape))}\); give at least 2 examples, one per row",
+            message,
+        ), message
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        pytest.param("", "is empty", id="empty"),
+        pytest.param("\n\n", "is empty", id="blank-lines"),
+        pytest.param("a,b,c\n", "has a header line but no data rows", id="header-only"),
+        pytest.param("a,b,c\n\n", "has a header line but no data rows", id="header-blank"),
+    ],
+)
+def test_error_csv_without_rows(tmp_path, text, what):
+    path = tmp_path / "x.csv"
+    path.write_text(text)
+    # data_error runs under pytest's warning filters; numpy's "no data" UserWarning must not
+    # escape either
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        message = data_error(arrays_spec(path))
+    assert message == (
+        f"data: {path} {what}; write one example per line, its values separated by commas"
+    )
+
+
+def test_csv_with_byte_order_mark_keeps_first_row(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("\ufeff1,2\n3,4\n5,6\n", encoding="utf-8")
+    data = load_data(arrays_spec(path, validation_fraction=0.0), "gaussian")
+    assert len(data.train) + len(data.test) == 3
+
+
+@pytest.mark.parametrize(
+    ("shape", "what"),
+    [
+        ((10, 0), "the examples have no features"),
+        ((10, 0, 4), "the images have no pixels"),
+        ((10, 4, 0), "the images have no pixels"),
+    ],
+)
+def test_error_no_values_per_example(tmp_path, shape, what):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros(shape))
+    message = data_error(arrays_spec(path))
+    assert message == (f"data: {path}: {what} (shape {shape}); give at least one value per example")
+
+
+def test_error_npz_empty_array(tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, x=np.zeros((0, 0)))
+    assert data_error(arrays_spec(path)).startswith(f"data: {path}: the array has no examples")
+
+
+def test_error_mnist_without_images_names_folder(tmp_path):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28), dtype=np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(0, dtype=np.uint8))
+    spec = replace(DataSpec(), name="mnist", path=str(tmp_path))
+    assert data_error(spec, "bernoulli").startswith(
+        f"data: {tmp_path}: the array has no examples (shape (0, 28, 28))"
+    )
+
+
+def test_error_beyond_float32_range(tmp_path):
+    path = tmp_path / "x.npy"
+    x = np.zeros((10, 3))
+    x[4, 1] = -1e300
+    np.save(path, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the float32 cast must not overflow
+        message = data_error(arrays_spec(path))
+    assert str(path) in message and "1e+300" in message and "rescale" in message
+
+
+def test_error_complex_values(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.ones((10, 3), dtype=complex))
+    assert data_error(arrays_spec(path)) == (
+        f"data: {path} holds complex128 values; store real numbers"
+    )
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pytest.param(np.r_[np.arange(9.0), np.inf], id="inf"),
+        pytest.param(np.r_[np.arange(9.0), 1e300], id="huge"),
+        pytest.param(np.r_[np.arange(9.0), 0.5], id="fraction"),
+        pytest.param(np.arange(10) + 0j, id="complex"),
+        pytest.param(np.array(list("abcdefghij")), id="strings"),
+    ],
+)
+def test_error_labels_not_class_indices(tmp_path, labels):
+    path = tmp_path / "xy.npz"
+    np.savez(path, x=np.zeros((10, 3)), y=labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no cast warning on the way
+        message = data_error(arrays_spec(path))
+    assert message.startswith(f"data: {path}: labels must be integer class indices")
 
 
 # ---------------------------------------------------------------------- binarization

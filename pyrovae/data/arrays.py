@@ -3,6 +3,7 @@ or ``.csv`` file of the user's own data."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +14,59 @@ from pyrovae.spec import DataSpec
 
 __all__ = ["load_arrays"]
 
+_NO_DATA = "loadtxt: input contained no data"
+"""The start of numpy's UserWarning for a text file without data rows."""
+
+
+def _is_numbers(line: str) -> bool:
+    """True when a CSV line holds only numbers (it is data, not a header)."""
+    try:
+        [float(v) for v in line.split(",")]
+    except ValueError:
+        return False
+    return True
+
 
 def _read_csv(path: Path) -> np.ndarray:
-    with path.open() as f:
-        first = f.readline().split(",")
+    """A CSV file's rows as float64 (N, D); a first line that is not numbers is a header.
+
+    ``utf-8-sig`` drops the byte-order mark some spreadsheets write, which would
+    otherwise turn the first data row into a header.
+    """
+    with path.open(encoding="utf-8-sig") as f:
+        first = f.readline()
+    header = not _is_numbers(first)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NO_DATA, category=UserWarning)
+        x = np.loadtxt(
+            path,
+            delimiter=",",
+            skiprows=int(header),
+            ndmin=2,
+            dtype=np.float64,
+            encoding="utf-8-sig",
+        )
+    if len(x) == 0:
+        what = "has a header line but no data rows" if first.strip() else "is empty"
+        raise DataError(
+            f"data: {path} {what}; write one example per line, its values separated by commas"
+        )
+    return x
+
+
+def _read(path: Path, suffix: str) -> dict[str, np.ndarray]:
+    """Every array in the file, by name (``x`` for a .npy or .csv file)."""
     try:
-        [float(v) for v in first]
-        skip = 0
-    except ValueError:
-        skip = 1
-    return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+        if suffix == ".csv":
+            return {"x": _read_csv(path)}
+        if suffix == ".npy":
+            return {"x": np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as npz:
+            return dict(npz)
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError) as err:  # UnicodeDecodeError is a ValueError
+        raise DataError(f"data: cannot read {path}: {one_line(err)}") from None
 
 
 def load_arrays(spec: DataSpec) -> Source:
@@ -33,20 +77,11 @@ def load_arrays(spec: DataSpec) -> Source:
         raise DataError(f"data: {path} has suffix {suffix!r}; use a .npy, .npz or .csv file")
     if not path.is_file():
         raise DataError(f"data: file {path} does not exist; check data.path")
-    try:
-        if suffix == ".csv":
-            arrays = {"x": _read_csv(path)}
-        elif suffix == ".npy":
-            arrays = {"x": np.load(path, allow_pickle=False)}
-        else:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = dict(npz)
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"data: cannot read {path}: {one_line(err)}") from None
+    arrays = _read(path, suffix)
     if "x" not in arrays and len(arrays) != 1:
         raise DataError(f"data: {path} holds arrays {list(arrays)}; store the data under key 'x'")
     x = arrays.get("x", next(iter(arrays.values()), None))
     y = arrays.get("y") if "x" in arrays else None
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise DataError(f"data: {path} holds {x.dtype} values; store numbers")
-    return Source(x, y)
+    if x.dtype.kind not in "biuf":  # complex, strings, dates
+        raise DataError(f"data: {path} holds {x.dtype} values; store real numbers")
+    return Source(x, y, origin=str(path))

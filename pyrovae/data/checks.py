@@ -1,7 +1,7 @@
 """Checks of raw data before a split: shapes, finite values, labels, the likelihood's range.
 
 Every problem raises a one-line :class:`~pyrovae.errors.DataError` that says what is
-wrong and how to fix it.
+wrong and how to fix it, naming the data's origin (a file or folder) when it has one.
 """
 
 from __future__ import annotations
@@ -11,46 +11,125 @@ import numpy as np
 from pyrovae.errors import DataError
 from pyrovae.spec import UNIT_INTERVAL_LIKELIHOODS
 
-__all__ = ["check_labels", "check_range", "check_x"]
+__all__ = ["check_labels", "check_range", "check_x", "error_prefix"]
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def check_x(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """Check dims and finiteness; return x as float32 (N, D) and the image shape."""
+def error_prefix(origin: str = "") -> str:
+    """The start of a data error message: ``"data: "`` or ``"data: <origin>: "``."""
+    return f"data: {origin}: " if origin else "data: "
+
+
+def check_x(x: np.ndarray, origin: str = "") -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Check dims, sizes and values; return x as float32 (N, D) and the image shape.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (N, D) rows, or (N, H, W) images.
+    origin : str
+        Where the data came from (a file path), named in error messages.
+    """
+    where = error_prefix(origin)
+    _check_shape(x, where)
+    image_shape = (int(x.shape[1]), int(x.shape[2])) if x.ndim == 3 else None
+    flat = x.reshape(len(x), -1)
+    _check_finite(flat, where)
+    return np.ascontiguousarray(flat, dtype=np.float32), image_shape
+
+
+def _check_shape(x: np.ndarray, where: str) -> None:
+    """2-D or 3-D, with at least one example and one value per example."""
     if x.ndim not in (2, 3):
         raise DataError(
-            f"data: expected a 2-D (examples, features) or 3-D (examples, height, width) "
+            f"{where}expected a 2-D (examples, features) or 3-D (examples, height, width) "
             f"array, got {x.ndim}-D with shape {x.shape}; reshape the data"
         )
-    image_shape = (int(x.shape[1]), int(x.shape[2])) if x.ndim == 3 else None
-    x = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32)
+    if x.shape[0] == 0:
+        raise DataError(
+            f"{where}the array has no examples (shape {x.shape}); give at least 2 examples, "
+            "one per row"
+        )
+    if 0 in x.shape[1:]:
+        what = "images have no pixels" if x.ndim == 3 else "examples have no features"
+        raise DataError(f"{where}the {what} (shape {x.shape}); give at least one value per example")
+
+
+def _check_finite(x: np.ndarray, where: str) -> None:
+    """No NaN or infinity, and nothing beyond float32's range (the cast would overflow)."""
     bad = ~np.isfinite(x)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(
-            f"data: {int(bad.sum())} values are NaN or infinite (first at row {row}, "
+            f"{where}{int(bad.sum())} values are NaN or infinite (first at row {row}, "
             f"column {col}); clean the data first"
         )
-    return x, image_shape
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4:
+        largest = float(np.abs(x).max())
+        if largest > _FLOAT32_MAX:
+            raise DataError(
+                f"{where}values reach {largest:.4g} in size, beyond float32's range "
+                f"({_FLOAT32_MAX:.4g}); rescale the data"
+            )
 
 
-def check_labels(y: np.ndarray | None, n: int) -> np.ndarray | None:
-    """One integer label per example, as int64; None stays None."""
+def check_labels(y: np.ndarray | None, n: int, origin: str = "") -> np.ndarray | None:
+    """One integer label per example, as int64; None stays None.
+
+    Parameters
+    ----------
+    y : numpy.ndarray or None
+    n : int
+        Number of examples.
+    origin : str
+        Where the labels came from (a file path), named in error messages.
+    """
     if y is None:
         return None
+    where = error_prefix(origin)
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n:
         raise DataError(
-            f"data: labels have shape {y.shape} but there are {n} examples; "
-            "give one label per example"
+            f"{where}labels have shape {y.shape} but there are {n} examples; "
+            "give one label per example (a 1-D array)"
         )
-    if not np.issubdtype(y.dtype, np.number) or not np.array_equal(y, np.round(y)):
-        raise DataError("data: labels must be integers; store class indices")
+    if not _whole_numbers(y):
+        raise DataError(
+            f"{where}labels must be integer class indices within int64's range; "
+            "store them as 0, 1, 2, ..."
+        )
     return y.astype(np.int64)
 
 
-def check_range(x: np.ndarray, likelihood: str, mode: str) -> None:
+def _whole_numbers(y: np.ndarray) -> bool:
+    """True when every entry of ``y`` is a whole number that fits an int64."""
+    if y.dtype.kind in "bi":
+        return True
+    if y.dtype.kind not in "uf":  # complex, strings, dates
+        return False
+    if y.size == 0:
+        return True
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        return False
+    return bool(np.array_equal(y, np.round(y)) and np.abs(y).max() < 2.0**63)
+
+
+def check_range(x: np.ndarray, likelihood: str, mode: str, origin: str = "") -> None:
     """Values in [0, 1] where the likelihood or binarization needs them; 0/1 for an
-    unbinarized Bernoulli likelihood."""
+    unbinarized Bernoulli likelihood.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Checked (N, D) data.
+    likelihood, mode : str
+        The likelihood's name and the resolved binarization (``"none"``, ``"static"``,
+        ``"dynamic"``).
+    origin : str
+        Where the data came from (a file path), named in error messages.
+    """
+    where = error_prefix(origin)
     if likelihood in UNIT_INTERVAL_LIKELIHOODS or mode != "none":
         low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
         if low < 0 or high > 1:
@@ -58,14 +137,14 @@ def check_range(x: np.ndarray, likelihood: str, mode: str) -> None:
             if likelihood not in UNIT_INTERVAL_LIKELIHOODS:
                 need = f"data.binarize = {mode!r}"
             raise DataError(
-                f"data: values range from {low:.4g} to {high:.4g} but {need} needs [0, 1]; "
+                f"{where}values range from {low:.4g} to {high:.4g} but {need} needs [0, 1]; "
                 "rescale the data to [0, 1] or use model.likelihood.name = 'gaussian'"
             )
     if likelihood == "bernoulli" and mode == "none":
         share = float(np.mean((x > 0) & (x < 1))) if x.size else 0.0
         if share > 0:
             raise DataError(
-                f"data: {share:.1%} of values lie strictly between 0 and 1 but a 'bernoulli' "
+                f"{where}{share:.1%} of values lie strictly between 0 and 1 but a 'bernoulli' "
                 "likelihood with data.binarize = 'none' needs 0/1 data; set data.binarize = "
                 "'dynamic' or 'static', or model.likelihood.name = 'continuous_bernoulli'"
             )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from pyrovae.data.arrays import load_arrays
-from pyrovae.data.checks import check_labels, check_range, check_x
+from pyrovae.data.checks import check_labels, check_range, check_x, error_prefix
 from pyrovae.data.digits import load_digits
 from pyrovae.data.mnist import load_mnist
 from pyrovae.data.source import LinearGaussianTruth, Source
@@ -89,18 +89,20 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
     return (u < x).to(x.dtype)
 
 
-def _split(n: int, spec: DataSpec, ordered: bool, n_test: int | None) -> list[torch.Tensor]:
+def _split(source: Source, n: int, spec: DataSpec) -> list[torch.Tensor]:
     """Index tensors of train, validation and test rows."""
+    n_test = source.n_test
     if n_test is None:
         n_test = min(max(1, round(spec.test_fraction * n)), n - 1)
     n_rest = n - n_test
     n_val = min(round(spec.validation_fraction * n_rest), n_rest - 1)
     if n_rest < 1 or n_test < 1:
         raise DataError(
-            f"data: {n} examples are too few for a non-empty train and test split; give at least 2"
+            f"{error_prefix(source.origin)}{n} examples are too few for a non-empty train and "
+            "test split; give at least 2"
         )
     g = torch.Generator().manual_seed(spec.seed)
-    order = torch.arange(n) if ordered else torch.randperm(n, generator=g)
+    order = torch.arange(n) if source.ordered else torch.randperm(n, generator=g)
     return list(torch.split(order, [n_rest - n_val, n_val, n_test]))
 
 
@@ -123,8 +125,9 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     Raises
     ------
     DataError
-        Missing or unreadable files, bad shapes, NaN/inf, too few rows, labels
-        of the wrong length, or values that do not suit the likelihood.
+        Missing, unreadable or empty files, bad shapes (no rows, no columns), NaN/inf,
+        too few rows, labels of the wrong length, or values that do not suit the
+        likelihood; for a file, the message names it.
     """
     if likelihood not in LIKELIHOODS:
         raise DataError(f"data: unknown likelihood {likelihood!r}; use one of {LIKELIHOODS}")
@@ -134,10 +137,10 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     if spec.name not in SOURCES:
         raise DataError(f"data: unknown source {spec.name!r}; use one of {list(SOURCES)}")
     source = SOURCES[spec.name](spec)
-    x, image_shape = check_x(source.x)
-    y = check_labels(source.y, len(x))
-    check_range(x, likelihood, mode)
-    parts = _split(len(x), spec, source.ordered, source.n_test)
+    x, image_shape = check_x(source.x, source.origin)
+    y = check_labels(source.y, len(x), source.origin)
+    check_range(x, likelihood, mode, source.origin)
+    parts = _split(source, len(x), spec)
     if spec.limit > 0:
         parts[0] = parts[0][: spec.limit]
     xt = torch.from_numpy(x)

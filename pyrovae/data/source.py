@@ -29,13 +29,17 @@ class LinearGaussianTruth:
 
 @dataclass
 class Source:
-    """Raw data before checks: x (N, D) or (N, H, W), labels (N,), fixed test rows at the end."""
+    """Raw data before checks: x (N, D) or (N, H, W), labels (N,), fixed test rows at the end.
+
+    ``origin`` says where the arrays came from (a file or folder); data errors name it.
+    """
 
     x: np.ndarray
     y: np.ndarray | None
     ordered: bool = False
     n_test: int | None = None
     truth: LinearGaussianTruth | None = None
+    origin: str = ""
 
 
 def one_line(text: object) -> str:
