@@ -17,10 +17,8 @@ Examples
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
-import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -66,6 +64,9 @@ NETWORK_KINDS = ("mlp",)
 """Network kinds, one builder each in :mod:`pyrovae.nets` (a test keeps the two in step)."""
 DATA_SOURCES = ("digits", "mnist", "synthetic", "arrays")
 """Data sources, one loader each in :mod:`pyrovae.data` (a test keeps the two in step)."""
+SEED_MAX = 2**31 - 1
+"""The largest seed: ``pyro.set_rng_seed`` (numpy) takes 32 bits, and chains and stages
+seed themselves with small offsets from it (seed + 1, seed + chain)."""
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid")
 
 
@@ -106,7 +107,7 @@ class DataSpec:
         0.1, c.fraction(False), "share of the training split kept for validation"
     )
     limit: int = _field(0, c.integer(0), "use at most this many training examples (0: all)")
-    seed: int = _field(0, c.integer(0), "seed of the split and of static binarization")
+    seed: int = _field(0, c.integer(0, SEED_MAX), "seed of the split and of static binarization")
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
 
@@ -216,7 +217,7 @@ class TrainSpec:
     )
     beta: float = _field(1.0, c.non_negative_float, "weight of the KL term")
     kl_warmup_epochs: int = _field(0, c.integer(0), "epochs over which beta rises from 0")
-    seed: int = _field(0, c.integer(0), "seed of initialisation and sampling")
+    seed: int = _field(0, c.integer(0, SEED_MAX), "seed of initialisation and sampling")
     early_stopping_patience: int = _field(
         0, c.integer(0), "stop after this many epochs without a better validation ELBO (0: off)"
     )
@@ -249,7 +250,32 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 def _key(key: Any) -> str:
     """A key as it would appear in a path: bare if it can be, else quoted like TOML."""
     key = str(key)
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_string(text_value: str) -> str:
+    """A TOML basic string on one line: quotes, backslashes and every character that is
+    not printable (controls, DEL, line and paragraph separators) escaped."""
+    return '"' + "".join(_escape(ch) for ch in text_value) + '"'
+
+
+_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\t": "\\t",
+    "\r": "\\r",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+
+
+def _escape(ch: str) -> str:
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    if ch.isprintable():
+        return ch
+    return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
 
 
 def _build(default: Any, raw: Any, path: str) -> Any:
@@ -407,33 +433,48 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | tuple[str, 
     Raises
     ------
     SpecError
-        When the file is missing or not TOML, or any field is invalid.
+        When the file is missing, unreadable or not TOML (named in the message), or
+        any field is invalid (its dotted path named).
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise SpecError("", f"spec file {str(path)!r} does not exist")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (ValueError, RecursionError) as err:  # TOMLDecodeError, bad bytes, huge ints
-            raise SpecError("", f"{path} is not valid TOML: {_one_line(err)}") from None
+    raw = {} if path is None else _read_toml(Path(path))
     return spec_from_dict(apply_overrides(raw, overrides))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML file; SpecError (naming the file) when it cannot be read or parsed."""
+    try:
+        data = path.read_bytes() if path.is_file() else None
+    except OSError as err:  # unreadable, or a name too long
+        raise SpecError("", f"cannot read spec file {str(path)!r}: {_one_line(err)}") from None
+    if data is None:
+        raise SpecError("", f"spec file {str(path)!r} does not exist")
+    try:
+        # drop a byte-order mark (some editors write one); newlines as Path.read_text reads them
+        text_value = data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+        return tomllib.loads(text_value)
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, bad bytes, huge ints
+        raise SpecError("", f"{path} is not valid TOML: {_one_line(err)}") from None
 
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def _parse_value(text_value: str) -> Any:
-    """A TOML value; text that is not TOML is taken as a bare string."""
+def _parse_value(text_value: str, key: str) -> Any:
+    """A TOML value; text that is not one TOML value is taken as a bare string.
+
+    ``key`` (the field's path, as the user wrote it) is named when the value looks
+    like TOML but cannot be read (an integer of over 4300 digits, absurd nesting).
+    """
     try:
-        return tomllib.loads(f"v = {text_value}")["v"]
+        parsed = tomllib.loads(f"v = {text_value}")
     except tomllib.TOMLDecodeError:
         return text_value
     except (ValueError, RecursionError) as err:  # valid-looking but absurd values
-        message = f"cannot read the value {c.show(text_value)}: {_one_line(err)}"
-        raise SpecError("--set", message) from None
+        message = f"cannot read the --set value {c.show(text_value)}: {_one_line(err)}"
+        raise SpecError(key, message) from None
+    # "5\nlr = 3" parses as a document with more in it than the one value
+    return parsed["v"] if list(parsed) == ["v"] else text_value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -442,21 +483,41 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     Unknown keys are not caught here but by :func:`spec_from_dict`, so the
     message (with its suggestion) is the same as for a key in a file.
     """
-    out = copy.deepcopy(raw)
+    out = _copy_tree(raw)
     for item in overrides:
         key, sep, value = item.partition("=")
-        key = key.strip()
-        parts = key.split(".")
+        parts = key.strip().split(".")
         if not sep or not all(parts):
             raise SpecError("--set", f"expected key.path=value (e.g. train.epochs=5), got {item!r}")
         node = out
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise SpecError(".".join(parts[: i + 1]), f"is a value, not a table ({key!r})")
+                where = ".".join(_key(p) for p in parts[: i + 1])
+                raise SpecError(where, f"is a value, not a table ({key.strip()!r})")
             node = child
-        node[parts[-1]] = _parse_value(value.strip())
+        node[parts[-1]] = _parse_value(value.strip(), ".".join(_key(p) for p in parts))
     return out
+
+
+def _copy_tree(raw: Any) -> Any:
+    """A copy of nested dicts and lists, made without recursion: a TOML header such as
+    ``[a.a.a...]`` can nest tables deeper than Python's recursion limit."""
+    root = _shallow_copy(raw)
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        for k, v in list(node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(v, dict | list):
+                node[k] = _shallow_copy(v)
+                todo.append(node[k])
+    return root
+
+
+def _shallow_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict(value)
+    return list(value) if isinstance(value, list) else value
 
 
 # --------------------------------------------------------------------- writing
@@ -476,10 +537,23 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
 
 
 def toml_value(value: Any) -> str:
+    """One field's value as TOML text.
+
+    Parameters
+    ----------
+    value : bool, int, float, str or list of them
+        A resolved field value (tuples already turned into lists).
+
+    Returns
+    -------
+    str
+        ``true``/``false``, a number, a basic string with every unprintable character
+        escaped (so it stays on one line and reads back unchanged), or an array.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML
+        return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return repr(value)

@@ -161,7 +161,7 @@ MANY_OVERRIDES = {
     "data.test_fraction": 0.35,
     "data.validation_fraction": 0.0,
     "data.limit": 1000,
-    "data.seed": 12345678901234567890,
+    "data.seed": 2**31 - 1,
     "data.synthetic.n": 2,
     "data.synthetic.observed_dim": 7,
     "data.synthetic.latent_dim": 3,
@@ -288,6 +288,7 @@ def test_valid_cross_field_combinations():
 # ----------------------------------------------------------------------- errors
 
 NAN, INF = float("nan"), float("inf")
+SEEDS = "an integer from 0 to 2147483647"
 SCALE_ALLOWED = "a positive number or 'learned' or 'decoder'"
 DATA_NAMES = "'digits', 'mnist', 'synthetic', 'arrays'"
 ACTS = "'relu', 'softplus', 'tanh', 'elu', 'gelu', 'silu', 'leaky_relu', 'sigmoid'"
@@ -295,14 +296,16 @@ ACTS = "'relu', 'softplus', 'tanh', 'elu', 'gelu', 'silu', 'leaky_relu', 'sigmoi
 # (flat raw, error path, exact message)
 FIELD_ERRORS = [
     # integer(0), integer(1), integer(2)
-    ({"train.seed": -1}, "train.seed", "expected an integer >= 0, got -1"),
+    ({"train.seed": -1}, "train.seed", f"expected {SEEDS}, got -1"),
+    ({"train.seed": 2**31}, "train.seed", f"expected {SEEDS}, got 2147483648"),
+    ({"data.seed": 10**30}, "data.seed", f"expected {SEEDS}, got {10**30}"),
     ({"data.limit": -5}, "data.limit", "expected an integer >= 0, got -5"),
     ({"train.epochs": 0}, "train.epochs", "expected a positive integer, got 0"),
     ({"model.latent_dim": -2}, "model.latent_dim", "expected a positive integer, got -2"),
     ({"data.synthetic.n": 1}, "data.synthetic.n", "expected an integer >= 2, got 1"),
     # booleans, floats and strings are not integers
     ({"train.epochs": True}, "train.epochs", "expected a positive integer, got true"),
-    ({"train.seed": False}, "train.seed", "expected an integer >= 0, got false"),
+    ({"train.seed": False}, "train.seed", f"expected {SEEDS}, got false"),
     ({"train.batch_size": 2.0}, "train.batch_size", "expected a positive integer, got 2.0"),
     ({"train.particles": 1.5}, "train.particles", "expected a positive integer, got 1.5"),
     ({"model.latent_dim": "2"}, "model.latent_dim", "expected a positive integer, got '2'"),
@@ -633,6 +636,144 @@ def test_table_error_shows_toml_boolean():
     with pytest.raises(SpecError) as info:
         spec_from_dict({"data": True})
     check_error(info.value, "data", "data: expected a table, got true")
+
+
+# ------------------------------------------- regressions found by test_spec_properties
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("[" + ".".join(["a"] * 3000) + "]\nx = 1\n", id="header"),
+        pytest.param(".".join(["a"] * 3000) + " = 1\n", id="dotted-key"),
+    ],
+)
+def test_tables_nested_past_the_recursion_limit(tmp_path: Path, text: str):
+    # was: RecursionError from copy.deepcopy in apply_overrides
+    raised = raised_by(lambda: load_spec(write(tmp_path, text)))
+    assert raised == "SpecError"
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, text))
+    check_error(info.value, "a", match=r"^a: unknown key")
+
+
+def test_deeply_nested_known_field(tmp_path: Path):
+    path = write(tmp_path, "[model.encoder.hidden" + ".x" * 3000 + "]\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    check_error(info.value, "model.encoder.hidden", match="expected a list of positive integers")
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        pytest.param("9" * 5000, "Exceeds the limit", id="huge-int"),
+        pytest.param("[" * 5000, "recursion", id="deep"),
+    ],
+)
+def test_unreadable_set_value_names_the_field(value: str, match: str):
+    # was: SpecError("--set", ...), which named no field
+    with pytest.raises(SpecError) as info:
+        load_spec(None, [f"train.epochs={value}"])
+    check_error(
+        info.value, "train.epochs", match=rf"^train\.epochs: cannot read the --set value .*{match}"
+    )
+
+
+def test_value_not_table_path_is_escaped():
+    # was: the raw key in the path, so the message broke over two lines
+    with pytest.raises(SpecError) as info:
+        load_spec(None, ["a\nb=1", "a\nb.c=2"])
+    check_error(info.value, '"a\\nb"', match=r"is a value, not a table \('a\\nb\.c'\)$")
+    assert str(info.value).isprintable()
+
+
+@pytest.mark.parametrize("key", ["\x7f", "a\u2028b", "a\x85b", "\x1b[31m"])
+def test_unknown_key_with_unprintable_characters(tmp_path: Path, key: str):
+    # every unprintable character escaped, printable ones such as é kept as written
+    text = "".join(f"\\u{ord(ch):04x}" for ch in key)
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, f'"{text}" = 1\n'))
+    assert str(info.value).isprintable()
+    assert tomllib.loads(f"{info.value.path} = 1") == {key: 1}  # the path reads back as TOML
+    with pytest.raises(SpecError) as info:
+        load_spec(None, ["café=1"])
+    check_error(info.value, '"café"', match="unknown key")
+
+
+@pytest.mark.parametrize("name", ["a\x7fb", "a\u2028b", "\x85", "\x1b[1m", "\U000e0001"])
+def test_round_trip_unprintable_characters(tmp_path: Path, name: str):
+    # was (DEL): written raw by spec_to_toml, which TOML forbids, so the run's spec.toml
+    # could not be read back; now every unprintable character is escaped
+    spec = Spec(name=name)
+    text = spec_to_toml(spec)
+    assert text.splitlines()[0].isprintable()
+    assert load_spec(write(tmp_path, text)) == spec
+
+
+@pytest.mark.parametrize("field", ["name", "data.path"])
+def test_set_value_with_lone_surrogate(field: str):
+    # sys.argv holds bytes that are not UTF-8 as lone surrogates; was: a Spec that
+    # spec_to_toml could not write (UnicodeEncodeError)
+    with pytest.raises(SpecError) as info:
+        load_spec(None, [f"{field}=caf\udce9"])
+    check_error(
+        info.value,
+        field,
+        f"{field}: expected UTF-8 text (the spec is saved as TOML), got 'caf\\udce9'",
+    )
+
+
+def test_set_value_with_trailing_toml_is_not_cut():
+    # was: "5\nlr = 3" parsed as a document and silently read as 5
+    with pytest.raises(SpecError) as info:
+        load_spec(None, ["train.epochs=5\nlr = 3"])
+    check_error(
+        info.value, "train.epochs", "train.epochs: expected a positive integer, got '5\\nlr = 3'"
+    )
+    assert load_spec(None, ["name=a\nb = 1"]).name == "a\nb = 1"
+    assert load_spec(None, ["train.epochs=5 # five"]).train.epochs == 5
+
+
+def test_spec_path_too_long(tmp_path: Path):
+    # was: OSError (File name too long) from Path.is_file
+    path = tmp_path / ("a" * 5000 + ".toml")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    check_error(info.value, "", match=r"^cannot read spec file '.*': \[Errno 36\]")
+
+
+def test_spec_file_with_byte_order_mark_and_old_newlines(tmp_path: Path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbfname = 'x'\r[train]\r\nepochs = 3\r")
+    spec = load_spec(path)
+    assert (spec.name, spec.train.epochs) == ("x", 3)
+
+
+def test_seeds_fit_every_random_number_generator():
+    # larger seeds loaded, then failed in torch (>= 2**64) or pyro.set_rng_seed (>= 2**32)
+    spec = load_spec(None, [f"train.seed={2**31 - 1}", f"data.seed={2**31 - 1}"])
+    assert spec.train.seed == spec.data.seed == 2**31 - 1
+    for field in ("train.seed", "data.seed"):
+        with pytest.raises(SpecError) as info:
+            load_spec(None, [f"{field}={2**64}"])
+        check_error(info.value, field, match="an integer from 0 to 2147483647")
+
+
+def test_absurd_sizes_pass_the_spec_unharmed():
+    # sizes are the pipeline's to judge (memory); the spec check itself must not break
+    spec = load_spec(
+        None,
+        [
+            "model.latent_dim=100000000",
+            f"model.encoder.hidden=[{2**63}, {10**30}]",
+            f"model.decoder.hidden=[{10**100}]",
+            f"data.synthetic.n={10**40}",
+        ],
+    )
+    assert spec.model.latent_dim == 100_000_000
+    assert spec.model.encoder.hidden == (2**63, 10**30)
+    assert spec_from_dict(tomllib.loads(spec_to_toml(spec))) == spec
 
 
 # -------------------------------------------------------------------- overrides
