@@ -159,6 +159,9 @@ def test_evaluate_adds_metrics_to_a_trained_run(tmp_path, capsys):
 
 def test_evaluate_errors(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "is not a run directory (it does not exist)" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", str(tmp_path / "empty")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     bad = _run("evaluate", str(tmp_path), "--particles", "0")
     assert bad.returncode == 2 and "expected a positive integer, got '0'" in bad.stderr

@@ -133,13 +133,18 @@ def test_a_second_writer_is_refused_at_once_and_a_dead_ones_lock_is_taken_over(
     assert (run_dir / LOCK).read_text().strip() == str(holder.pid)  # the stale lock is left
     outcome = train_model(tiny_spec("train.epochs=1"), run_dir, progress=False)
     assert outcome.fit.epochs == 1
+    assert not (run_dir / LOCK).exists()  # a writer that finishes leaves no lock behind
 
 
 def test_the_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
-    with run_lock(tmp_path / "run") as run_dir, run_lock(run_dir):
-        assert (run_dir / LOCK).read_text().strip() == str(os.getpid())
-    with run_lock(tmp_path / "run"):  # released: taken again
-        pass
+    with run_lock(tmp_path / "run") as run_dir:
+        with run_lock(run_dir):
+            assert (run_dir / LOCK).read_text().strip() == str(os.getpid())
+        assert (run_dir / LOCK).exists()  # the inner release keeps the outer lock
+    assert not (tmp_path / "run").exists()  # nothing written: no folder left either
+    with run_lock(tmp_path / "run") as run_dir:  # released: taken again
+        (run_dir / "file").write_text("x")
+    assert [p.name for p in run_dir.iterdir()] == ["file"]
 
 
 def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated(tmp_path: Path):

@@ -6,7 +6,9 @@ as a job writes there: a second process that asks for the same directory is refu
 at once, with the holder's pid, so two writers never interleave checkpoints. The
 lock is an advisory ``flock`` on the file, which the operating system releases when
 its process ends in any way (``kill -9`` included), so a lock left by a dead process
-is recognised as stale and taken over. Within one process the lock is re-entrant
+is recognised as stale and taken over. The holder unlinks the file before it lets go,
+so a finished run directory holds no lock file; a process that opened the old file
+meanwhile sees that it is gone and locks a new one. Within one process the lock is re-entrant
 (``pyrovae run`` trains, evaluates and compares under one lock).
 """
 
@@ -78,24 +80,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _acquire(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (a releasing holder unlinks it)."""
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            text = os.read(fd, 64).decode(errors="replace").strip()
-            if text.isdigit() and int(text) != os.getpid() and _alive(int(text)):
-                raise BlockingIOError
-    except BlockingIOError:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _acquire(path: Path) -> int:
+    for _ in range(100):  # a holder that lets go unlinks the file: then lock the new one
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                text = os.read(fd, 64).decode(errors="replace").strip()
+                if text.isdigit() and int(text) != os.getpid() and _alive(int(text)):
+                    raise BlockingIOError
+        except BlockingIOError:
+            os.close(fd)
+            raise UserError(
+                f"{path.parent} is being written by {_holder(path)}; wait for it to finish "
+                "or choose another --out"
+            ) from None
+        if _same_file(fd, path):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
         os.close(fd)
-        raise UserError(
-            f"{path.parent} is being written by {_holder(path)}; wait for it to finish "
-            "or choose another --out"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
+    raise UserError(f"{path.parent}: could not take the lock {path.name}; try again")
 
 
 @contextmanager
@@ -125,9 +139,7 @@ def run_lock(run_dir: str | Path, *, create: bool = True) -> Iterator[Path]:
             _HELD[key] = (fd, depth - 1)
         else:
             del _HELD[key]
-            if fcntl is None:
-                os.ftruncate(fd, 0)
-            if new and [p.name for p in run_dir.iterdir()] == [LOCK]:
-                (run_dir / LOCK).unlink()  # a job refused before writing leaves no folder
-                run_dir.rmdir()
-            os.close(fd)  # releases the flock; the file stays for the next writer
+            (run_dir / LOCK).unlink(missing_ok=True)  # still held: no one else has it
+            if new and not any(run_dir.iterdir()):
+                run_dir.rmdir()  # a job refused before writing leaves no folder
+            os.close(fd)  # releases the flock on the unlinked file
