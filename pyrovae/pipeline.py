@@ -12,6 +12,7 @@ three. A Python user calls the same functions.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -49,6 +50,7 @@ from pyrovae.train.rundir import (
     write_spec,
 )
 from pyrovae.train.state import FitResult, TrainState
+from pyrovae.train.threads import resolve_threads, torch_threads
 
 __all__ = [
     "RESUMABLE_FIELDS",
@@ -64,7 +66,7 @@ __all__ = [
     "write_run_report",
 ]
 
-RESUMABLE_FIELDS = ("train.epochs",)
+RESUMABLE_FIELDS = ("train.epochs", "train.threads")
 """Spec fields that may differ between a run and its resumption."""
 
 
@@ -257,8 +259,9 @@ def evaluate_run(
     if particles < 1:
         raise UserError(f"--particles: expected a positive integer, got {particles}")
     run_dir = Path(run_dir)
-    with run_lock(run_dir, create=False):
+    with run_lock(run_dir, create=False), ExitStack() as job:
         trained = load_trained(run_dir)
+        job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
         spec, model = trained.spec, trained.model.to(resolve_device(trained.spec.train.device))
         evaluation = None
         if spec.model.kind == "vae":
@@ -306,8 +309,9 @@ def compare_run(
     if points < 1:
         raise UserError(f"--points: expected a positive integer, got {points}")
     run_dir = Path(run_dir)
-    with run_lock(run_dir, create=False):
+    with run_lock(run_dir, create=False), ExitStack() as job:
         trained = load_trained(run_dir)
+        job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
         if trained.spec.model.kind != "vae":
             raise UserError(
                 f"{run_dir} holds a {trained.spec.model.kind}: it has no prior, so no posterior "

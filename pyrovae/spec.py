@@ -225,6 +225,12 @@ class TrainSpec:
         0.0, c.non_negative_float, "stop after the epoch that ends past this training time (0: off)"
     )
     device: str = _field("cpu", c.choice("cpu", "cuda", "auto"), "where to train")
+    threads: int = _field(
+        0,
+        c.integer(0),
+        "CPU threads for torch (0: auto, the cores this process may use, at most "
+        "PYROVAE_MAX_THREADS)",
+    )
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from pyrovae.train.placement import LocalPlacement, Placement
 from pyrovae.train.process import ProcessGroup, SingleProcess
 from pyrovae.train.schedule import beta_at, lr_at, set_lr
 from pyrovae.train.state import EpochRecord, FitResult, TrainState
+from pyrovae.train.threads import resolve_threads, torch_threads
 
 __all__ = ["fit"]
 
@@ -192,7 +193,7 @@ def fit(
     stop_reason = "epochs"
     was_training = vae.training
     try:
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), torch_threads(resolve_threads(train.threads)):
             for epoch in range(state.epoch + 1, train.epochs + 1):
                 reason = None if state.mid_epoch else _stop_reason(state, train, patience, process)
                 if reason:
