@@ -111,7 +111,11 @@ def _check_moments(draws: torch.Tensor, ess: torch.Tensor, mean: float, sd: floa
     assert abs(float(sample_sd) - sd) < 4 * mcse_sd, (float(sample_sd), sd, mcse_sd)
 
 
-@pytest.mark.parametrize("name", ["nuts_conj", "hmc_conj", "metropolis_conj"])
+@pytest.mark.parametrize(
+    "name",
+    # HMC: 17 s; its path is also checked by test_same_seed_same_samples[hmc]
+    ["nuts_conj", pytest.param("hmc_conj", marks=pytest.mark.slow), "metropolis_conj"],
+)
 def test_conjugate_posterior_moments(name: str, request: pytest.FixtureRequest) -> None:
     result = request.getfixturevalue(name)
     _check_moments(result.samples["mu"], result.ess["mu"], POST_MEAN, POST_SD)

@@ -33,7 +33,8 @@ def _summary(comparison, method):
     [
         ("normal_normal", "nuts"),
         ("normal_normal", "metropolis"),
-        ("blr_known_noise", "metropolis"),
+        # 12 s; the Metropolis path is checked on normal_normal
+        pytest.param("blr_known_noise", "metropolis", marks=pytest.mark.slow),
         # 30 s; the same NUTS path is checked on normal_normal and on eight schools
         pytest.param("blr_known_noise", "nuts", marks=pytest.mark.slow),
     ],
@@ -117,15 +118,16 @@ def model(y, scale):
 """
 
 
+@pytest.mark.slow  # 30 s, most of it the reference's fixed NUTS warm-up (4 x 1000 steps)
 def test_user_model_loads_and_compares(tmp_path, monkeypatch):
     import pyrovae.posterior.reference as reference
 
-    monkeypatch.setattr(reference, "REFERENCE_DRAWS", 2000)
+    monkeypatch.setattr(reference, "REFERENCE_DRAWS", 400)
     (tmp_path / "mine.py").write_text(USER_MODEL)
     (tmp_path / "data.json").write_text(json.dumps({"y": [1.0, 2.0, 1.5], "scale": 1.0}))
     model = load_user_model(f"{tmp_path / 'mine.py'}:model", tmp_path / "data.json")
     assert model.parameters == {"mu": ()}
-    comparison = compare_posterior(model, ["nuts", "auto_normal"], num_samples=1000, seeds=1)
+    comparison = compare_posterior(model, ["nuts", "auto_normal"], num_samples=300, seeds=1)
     assert comparison.reference_name == "nuts (long run)"
     assert {r["method"] for r in comparison.method_rows} == {"nuts", "auto_normal"}
 

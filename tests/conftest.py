@@ -1,0 +1,12 @@
+"""Test-session settings: one torch thread per pytest-xdist worker.
+
+The default run (``-n 2`` in pyproject.toml) has two workers on a 2-core machine;
+each pins torch, and the CLI processes it starts, to one thread so that the workers
+do not oversubscribe the cores.
+"""
+
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("PYROVAE_MAX_THREADS", "1")
