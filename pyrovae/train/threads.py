@@ -1,13 +1,14 @@
 """How many CPU threads torch uses: chosen deliberately, not left to torch's default.
 
 Torch starts one intra-op thread per core of the machine. Those threads wait for work
-by spinning, so when another process keeps a core busy they fight it, and a small
-model's steps can slow 10-20x (measured in ``benchmarks/threads.py``). pyrovae asks
-for ``train.threads`` threads, and by default (0, "auto") for the cores this process
-may use (``os.sched_getaffinity``) less those other processes keep busy when training
-starts (:func:`busy_cores`), at most ``PYROVAE_MAX_THREADS`` when that is set. On an
-idle 2-core machine that is 2 threads (10-20% faster than 1); next to one busy process
-it is 1 (instead of 2 threads running 2-5x slower).
+by spinning, so when another process keeps a core busy they fight it: on a 2-core
+machine next to one busy process, 2 threads fit the digits model 3.5x slower than on
+the idle machine (``benchmarks/threads.py``, single runs). pyrovae asks for
+``train.threads`` threads, and by default (0, "auto") for the cores this process may
+use (``os.sched_getaffinity``) less those other processes keep busy when training
+starts (:func:`busy_cores`), at most ``PYROVAE_MAX_THREADS`` when that is set. Next to
+one busy process that is 1 thread (0.8x the idle time in that measurement); on an idle
+2-core machine it is 2, which for a model as small as digits is no faster than 1.
 """
 
 from __future__ import annotations
