@@ -53,7 +53,7 @@ def _get(name: str) -> zoo.ZooModel:
 
 def test_list_models() -> None:
     assert zoo.list_models() == list(zoo.MODELS)
-    assert len(set(zoo.MODELS)) == len(zoo.MODELS) == 7
+    assert len(set(zoo.MODELS)) == len(zoo.MODELS) == 8
 
 
 @pytest.mark.parametrize("name", _model_params())
@@ -178,7 +178,7 @@ def _unflatten(flat: torch.Tensor, parameters: dict[str, tuple[int, ...]]) -> di
     return out
 
 
-@pytest.mark.parametrize("name", ["normal_normal", "blr_known_noise"])
+@pytest.mark.parametrize("name", ["normal_normal", "blr_known_noise", "regression_far"])
 def test_exact_posterior_matches_joint_density(name: str) -> None:
     """log p(theta, y) - log N(theta; exact) is the same constant, log p(y), at every theta."""
     m = zoo.get_model(name)
@@ -207,6 +207,17 @@ def test_blr_known_noise_posterior_is_correlated() -> None:
     cov = m.exact.covariance
     corr = cov / torch.outer(cov.diagonal().sqrt(), cov.diagonal().sqrt())
     assert corr.triu(1).abs().max() > 0.5
+
+
+def test_regression_far_is_badly_scaled() -> None:
+    """Predictors far from zero: posterior sds 150-fold apart, condition number near 1e7."""
+    m = zoo.get_model("regression_far")
+    x = m.data["X"]
+    assert x.shape == (50, 3) and (x[:, 0] == 1).all()
+    assert 95 < float(x[:, 1].mean()) < 105 and -45 < float(x[:, 2].mean()) < -35
+    sd = m.exact.covariance.diagonal().sqrt()
+    assert float(sd.max() / sd.min()) > 100
+    assert float(torch.linalg.cond(m.exact.covariance)) > 1e6
 
 
 def test_normal_normal_data() -> None:

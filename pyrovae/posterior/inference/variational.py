@@ -1,12 +1,32 @@
-"""Variational fits of a small posterior with Pyro autoguides.
+"""Variational fits of a small posterior with Pyro autoguides, run until they converge.
 
-:func:`fit_guide` fits one guide family to ``model(**data)`` with
-``Trace_ELBO`` and Pyro's ``ClippedAdam``, stopping on convergence rather
-than after a fixed number of steps: the loss is averaged over windows of
-steps, and when a window no longer improves on the previous one by more than
-its noise (two standard errors of the difference of the window means) the
-learning rate drops by :data:`LR_FACTOR`; after :data:`LR_REDUCTIONS` drops it stops.
-Guides start close to a point (``init_scale`` small) at the prior median.
+:func:`fit_guide` fits one guide family to ``model(**data)`` with ``Trace_ELBO`` and
+Pyro's ``ClippedAdam``. A named family starts at its member nearest the
+:func:`~pyrovae.posterior.inference.laplace.laplace` approximation and is fitted in
+its whitened coordinates (:mod:`~pyrovae.posterior.inference.guides`), so a badly
+scaled or strongly correlated posterior is as easy for the optimizer as a standard
+normal. (Without whitening, a regression on a predictor near 100 left ``auto_mvn``
+0.4 posterior sd off after minutes: ``benchmarks/variational_convergence.py``.)
+
+Two tests decide when a fit is done:
+
+- the *plateau*: the loss is averaged over windows of steps, and when a window no
+  longer improves on the previous one by more than its noise (two standard errors of
+  the difference of the window means) the learning rate drops by :data:`LR_FACTOR`;
+  after :data:`LR_REDUCTIONS` drops the fit has plateaued;
+- the *offset*: at a plateau, the gradient of the negative ELBO in the whitened
+  location, estimated from :data:`OFFSET_PARTICLES` draws with its Monte Carlo noise
+  removed, is the distance of the fitted mean from the family's optimum in posterior
+  sds (the Newton step, since the whitened Hessian is the identity). It must be below
+  :data:`OFFSET_TOLERANCE`; if not, the fit goes on with a fresh learning-rate cycle,
+  at most :data:`ROUNDS` cycles in all.
+
+A fit converged when both hold within ``max_steps`` and its ELBO is not below that of
+its family's Laplace member (beyond :data:`GAP_TOLERANCE` and the noise).
+:class:`VariationalResult` says how it ended, in how many steps, from which start, its
+offset, its gradient norm, and the gap between its ELBO and the ELBO of its family's
+Laplace member: a fit below that member did not reach its family's optimum, so the gap
+tells a fit that stopped early from a family that cannot represent the posterior.
 
 :func:`importance_log_ratios` gives log p(theta, y) - log q(theta) for
 draws of the fitted guide, the input of PSIS k-hat and of an importance
@@ -25,17 +45,22 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
-from pyro.infer import autoguide as ag
 from pyro.optim.clipped_adam import ClippedAdam
 from tqdm.auto import tqdm
 
 from pyrovae.errors import PyrovaeError, UserError
+from pyrovae.posterior.inference.guides import FAMILIES, WhitenedGuide
+from pyrovae.posterior.inference.laplace import Laplace, laplace
 
 __all__ = [
+    "GAP_TOLERANCE",
     "GUIDES",
     "LR_REDUCTIONS",
+    "OFFSET_TOLERANCE",
+    "Convergence",
     "GuideDraws",
     "VariationalResult",
+    "convergence",
     "fit_guide",
     "guide_draws",
     "guide_samples",
@@ -44,14 +69,25 @@ __all__ = [
     "max_plate_nesting",
 ]
 
-GUIDES = ("auto_normal", "auto_mvn", "auto_lowrank_mvn", "auto_iaf")
+GUIDES = FAMILIES
 LR_REDUCTIONS = 3
 """Learning-rate drops before a plateau counts as convergence."""
 LR_FACTOR = 0.3
 """Learning-rate multiplier at each plateau (0.1 stalls Adam, whose steps scale with
 the rate, before the optimum is reached to two decimals)."""
 INIT_SCALE = 0.01
-"""Initial standard deviation of Gaussian guides: start near a point, widen as needed."""
+"""Initial scale of the Gaussian guides when there is no Laplace approximation to start
+from: start near a point, widen as needed."""
+OFFSET_TOLERANCE = 0.1
+"""Largest accepted distance of a fit's mean from its family's optimum, in posterior sds
+(a fit's central 90% interval then covers at least 89.5% of the optimum's mass)."""
+OFFSET_PARTICLES = 4000
+"""Draws for the offset's gradient: 16 batches of 250, whose spread gives its noise."""
+ROUNDS = 3
+"""Learning-rate cycles a fit may take to pass the offset test."""
+GAP_TOLERANCE = 0.05
+"""Nats by which a fit's ELBO may fall below its family's Laplace member (beyond three
+standard errors) before it counts as not converged."""
 
 
 class VariationalResult(NamedTuple):
@@ -62,9 +98,108 @@ class VariationalResult(NamedTuple):
     losses: np.ndarray
     """``(steps,)`` negative ELBO per step."""
     converged: bool
+    """Plateaued within the step budget with its offset below :data:`OFFSET_TOLERANCE`
+    and its ELBO not below its family's Laplace member (:attr:`below_laplace`); for a
+    guide given as a callable, or without a Laplace start: plateaued."""
     seconds: float
+    """Wall time of the fit (Laplace approximation and optimization)."""
     elbo: float
     """Final ELBO estimate in nats (many particles): a lower bound on log p(y)."""
+    steps: int = 0
+    stop: str = ""
+    """How it ended: ``"plateau"`` (the plateau and offset tests passed), ``"offset"``
+    (plateaued, but still :attr:`offset_sd` from its optimum after every cycle) or
+    ``"budget"`` (``max_steps`` reached before a plateau)."""
+    start: str = ""
+    """``"laplace"``, ``"prior median: <why there is no Laplace approximation>"`` or
+    ``"given"`` (a guide passed as a callable starts where it was built)."""
+    offset_sd: float = math.nan
+    """Distance of the fitted mean from the family's optimum in posterior sds (NaN when
+    the guide has no whitened location)."""
+    elbo_se: float = math.nan
+    """Monte Carlo standard error of :attr:`elbo`."""
+    elbo_laplace: float = math.nan
+    """ELBO of the family's member at the Laplace approximation, where the fit starts
+    (``auto_mvn``, and ``auto_iaf`` for which it stands in: the Laplace Gaussian itself;
+    ``auto_normal``: the Laplace mean with the conditional sds 1 / sqrt(H_ii);
+    ``auto_lowrank_mvn``: the probabilistic-PCA fit of the Laplace covariance); NaN
+    without a Laplace approximation."""
+    elbo_laplace_se: float = math.nan
+    grad_norm: float = math.nan
+    """Norm of the negative ELBO's gradient in all the guide's parameters at the end, its
+    Monte Carlo noise removed (NaN when the guide has no whitened location)."""
+
+    @property
+    def below_laplace(self) -> bool:
+        """The ELBO is below its family's Laplace member by more than
+        :data:`GAP_TOLERANCE` nats and three standard errors: the fit ended worse than a
+        member of its own family, so it did not reach the family's optimum."""
+        if math.isnan(self.elbo_laplace):
+            return False
+        noise = 3 * math.hypot(self.elbo_se, self.elbo_laplace_se)
+        return self.elbo_gap < -max(GAP_TOLERANCE, noise)
+
+    @property
+    def elbo_gap(self) -> float:
+        """:attr:`elbo` - :attr:`elbo_laplace`: below zero (beyond noise) the fit is worse
+        than a member of its own family, so it has not reached its optimum."""
+        return self.elbo - self.elbo_laplace
+
+    @property
+    def judged(self) -> str:
+        """One line: whether the fit converged, how that was judged, and its steps."""
+        steps = f"{self.steps:,} steps"
+        offset = "" if math.isnan(self.offset_sd) else f", offset {self.offset_sd:.2g} sd"
+        if self.offset_sd == 0:
+            offset = ", offset 0 sd (within its noise)"
+        if self.stop == "budget":
+            return f"not converged: step budget ({steps}) reached before a plateau{offset}"
+        if self.stop == "offset":
+            return (
+                f"not converged: plateaued but still {self.offset_sd:.2g} sd from its "
+                f"optimum (> {OFFSET_TOLERANCE}) after {steps}"
+            )
+        if self.below_laplace:
+            return (
+                f"not converged: its ELBO is {-self.elbo_gap:.2g} nats below its family's "
+                f"Laplace member after {steps}{offset}"
+            )
+        how = "plateau and offset" if offset else "plateau (no whitened location to test)"
+        return f"converged ({how}) in {steps}{offset}"
+
+
+class Convergence(NamedTuple):
+    """How a method's variational fits ended, for the comparison's tables."""
+
+    converged: bool
+    """Whether the fit whose draws are reported converged (see :class:`VariationalResult`)."""
+    judged: str
+    """One line: whether it converged, how that was judged, and its steps."""
+    steps: int
+    offset_sd: float
+    """Distance of its mean from the family's optimum in posterior sds (NaN: not tested)."""
+    elbo_gap: float
+    """Its ELBO minus that of its family's Laplace member, nats (NaN: no Laplace start)."""
+    grad_norm: float
+    """Norm of the negative ELBO's gradient in all the guide's parameters at the end."""
+    fits_converged: int
+    """How many of the method's fits (restarts from other seeds) converged."""
+    fits: int
+
+
+def convergence(fits: list[VariationalResult]) -> Convergence:
+    """:class:`Convergence` of ``fits``, the first being the one whose draws are reported."""
+    first = fits[0]
+    return Convergence(
+        first.converged,
+        first.judged,
+        first.steps,
+        first.offset_sd,
+        first.elbo_gap,
+        first.grad_norm,
+        sum(fit.converged for fit in fits),
+        len(fits),
+    )
 
 
 def max_plate_nesting(model: Callable, data: dict[str, Any]) -> int:
@@ -89,22 +224,19 @@ def max_plate_nesting(model: Callable, data: dict[str, Any]) -> int:
     return max(dims, default=0)
 
 
-def make_guide(name: str, model: Callable) -> Callable[..., Any]:
-    """An autoguide by name: ``auto_normal`` (mean field), ``auto_mvn`` (full
-    covariance), ``auto_lowrank_mvn`` (rank-2 plus diagonal), ``auto_iaf``
-    (a normalizing flow: two inverse autoregressive transforms)."""
-    init = ag.initialization.init_to_median
-    if name == "auto_normal":
-        return ag.AutoNormal(model, init_loc_fn=init, init_scale=INIT_SCALE)
-    if name == "auto_mvn":
-        return ag.AutoMultivariateNormal(model, init_loc_fn=init, init_scale=INIT_SCALE)
-    if name == "auto_lowrank_mvn":
-        return ag.AutoLowRankMultivariateNormal(
-            model, init_loc_fn=init, init_scale=INIT_SCALE, rank=2
-        )
-    if name == "auto_iaf":
-        return ag.AutoIAFNormal(model, num_transforms=2, init_loc_fn=init)
-    raise UserError(f"unknown guide {name!r}; choose one of {', '.join(GUIDES)}")
+def make_guide(name: str, model: Callable, start: Laplace) -> WhitenedGuide:
+    """A guide family by name, whitened by ``start``: ``auto_normal`` (mean field),
+    ``auto_mvn`` (full covariance), ``auto_lowrank_mvn`` (rank-2 plus diagonal),
+    ``auto_iaf`` (a normalizing flow: two inverse autoregressive transforms).
+
+    Raises
+    ------
+    UserError
+        An unknown name.
+    """
+    if name not in GUIDES:
+        raise UserError(f"unknown guide {name!r}; choose one of {', '.join(GUIDES)}")
+    return WhitenedGuide(model, name, start, INIT_SCALE)
 
 
 def _plateau(previous: np.ndarray, current: np.ndarray) -> bool:
@@ -125,17 +257,22 @@ def fit_guide(
     elbo_particles: int = 2000,
     progress: bool = False,
 ) -> VariationalResult:
-    """Fit ``guide`` to the posterior of ``model(**data)``.
+    """Fit ``guide`` to the posterior of ``model(**data)`` until it converges.
 
     Parameters
     ----------
     guide : str or callable
-        A name from :data:`GUIDES`, or a Pyro guide (e.g. a PyroModule) whose
-        parameters are created on its first call.
+        A name from :data:`GUIDES` (whitened by a Laplace approximation, see the module
+        docstring), or a Pyro guide (e.g. a PyroModule) whose parameters are created on
+        its first call; it is fitted as given and judged by the plateau alone.
     particles : int
         Vectorized samples per step of the ELBO gradient.
     window : int
         Steps per convergence window.
+    max_steps : int
+        The step budget over all learning-rate cycles.
+    elbo_particles : int
+        Draws of the final ELBO estimates.
     progress : bool
         Show a progress bar (steps, up to ``max_steps``; most fits stop far earlier).
 
@@ -146,33 +283,121 @@ def fit_guide(
     """
     data = dict(data or {})
     nesting = max_plate_nesting(model, data)
-    name = guide if isinstance(guide, str) else getattr(guide, "__name__", type(guide).__name__)
+    named = isinstance(guide, str)
+    name = guide if named else getattr(guide, "__name__", type(guide).__name__)
+    if named and guide not in GUIDES:
+        raise UserError(f"unknown guide {guide!r}; choose one of {', '.join(GUIDES)}")
+    clock = time.perf_counter()
+    approximation = laplace(model, data, seed=seed) if named else None
     pyro.set_rng_seed(seed)
     with pyro.settings.context(module_local_params=True):
-        guide_fn = make_guide(guide, model) if isinstance(guide, str) else guide
+        guide_fn = make_guide(guide, model, approximation) if named else guide
         guide_fn(**data)  # create parameters
         params = [p for p in guide_fn.parameters() if p.requires_grad]
         elbo = Trace_ELBO(
             num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=nesting
         )
-        start = time.perf_counter()
+
+        def loss_fn() -> torch.Tensor:
+            return elbo.differentiable_loss(model, guide_fn, **data)
+
+        whitened = isinstance(guide_fn, WhitenedGuide) and approximation.ok
+        offset_fn = (lambda: _offset(model, guide_fn, params, data, nesting)) if whitened else None
         with pyro.validation_enabled(False):  # the traced model was validated above
-            losses, converged = _optimize(
-                lambda: elbo.differentiable_loss(model, guide_fn, **data),
-                params,
-                lr,
-                window,
-                max_steps,
-                name,
-                progress,
+            losses, stop, gradient = _optimize(
+                loss_fn, params, lr, window, max_steps, name, progress, offset_fn
             )
-        seconds = time.perf_counter() - start
-        final = Trace_ELBO(
-            num_particles=elbo_particles, vectorize_particles=True, max_plate_nesting=nesting
-        )
-        with torch.no_grad():
-            value = -final.loss(model, guide_fn, **data)
-    return VariationalResult(name, guide_fn, np.asarray(losses), converged, seconds, value)
+        seconds = time.perf_counter() - clock
+    value, se = _elbo(model, guide_fn, data, elbo_particles, seed)
+    if named:
+        start = "laplace" if approximation.ok else f"prior median: {approximation.reason}"
+        at_laplace, at_laplace_se = _elbo_at_laplace(guide, model, data, approximation, seed)
+    else:
+        start, at_laplace, at_laplace_se = "given", math.nan, math.nan
+    result = VariationalResult(
+        name,
+        guide_fn,
+        np.asarray(losses),
+        stop == "plateau",
+        seconds,
+        value,
+        steps=len(losses),
+        stop=stop,
+        start=start,
+        offset_sd=gradient.offset_sd,
+        elbo_se=se,
+        elbo_laplace=at_laplace,
+        elbo_laplace_se=at_laplace_se,
+        grad_norm=gradient.norm,
+    )
+    return result._replace(converged=result.converged and not result.below_laplace)
+
+
+def _elbo(
+    model: Callable, guide: Callable, data: dict[str, Any], particles: int, seed: int
+) -> tuple[float, float]:
+    """ELBO estimate from ``particles`` guide draws and its Monte Carlo standard error."""
+    with pyro.settings.context(module_local_params=True):
+        ratios = importance_log_ratios(model, guide, data, particles, seed=seed)
+    se = ratios.std(ddof=1) / math.sqrt(len(ratios)) if len(ratios) > 1 else math.nan
+    return float(ratios.mean()), float(se)
+
+
+def _elbo_at_laplace(
+    family: str, model: Callable, data: dict[str, Any], start: Laplace, seed: int
+) -> tuple[float, float]:
+    """ELBO of ``family``'s member at the Laplace approximation: a fresh whitened guide,
+    whose initial state that member is (the full-rank one stands in for the flow)."""
+    if not start.ok:
+        return math.nan, math.nan
+    member = "auto_mvn" if family == "auto_iaf" else family
+    pyro.set_rng_seed(seed)
+    with pyro.settings.context(module_local_params=True):
+        fresh = make_guide(member, model, start)
+        fresh(**data)
+    return _elbo(model, fresh, data, OFFSET_PARTICLES // 2, seed + 1)
+
+
+class _Gradient(NamedTuple):
+    """The negative ELBO's gradient at the end of a fit, Monte Carlo noise removed."""
+
+    offset_sd: float = math.nan
+    """Norm in the whitened location: the distance from the optimum in posterior sds."""
+    norm: float = math.nan
+    """Norm in all the guide's parameters."""
+
+
+def _denoised_norm(grads: torch.Tensor) -> float:
+    """``|E g|`` from ``(B, P)`` batch means ``g``: ``|mean|^2`` less its variance."""
+    squared = grads.mean(0).square().sum() - grads.var(0).sum() / len(grads)
+    return float(squared.clamp(min=0).sqrt())
+
+
+def _offset(
+    model: Callable,
+    guide: WhitenedGuide,
+    params: list[torch.Tensor],
+    data: dict[str, Any],
+    nesting: int,
+) -> _Gradient:
+    """Distance of ``guide``'s mean from its optimum in posterior sds (the norm of the
+    negative ELBO's gradient in the whitened location) and the gradient's norm in all
+    ``params``, both less their Monte Carlo noise (16 batches of draws)."""
+    batches = 16
+    elbo = Trace_ELBO(
+        num_particles=OFFSET_PARTICLES // batches,
+        vectorize_particles=True,
+        max_plate_nesting=nesting,
+    )
+    where = next(i for i, p in enumerate(params) if p is guide.loc)
+    location, everything = [], []
+    for _ in range(batches):
+        loss = elbo.differentiable_loss(model, guide, **data)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        location.append(grads[where].detach().double())
+        flat = [g.detach().double().reshape(-1) for g in grads if g is not None]
+        everything.append(torch.cat(flat))
+    return _Gradient(_denoised_norm(torch.stack(location)), _denoised_norm(torch.stack(everything)))
 
 
 def _optimize(
@@ -183,11 +408,14 @@ def _optimize(
     max_steps: int,
     name: str,
     progress: bool = False,
-) -> tuple[list[float], bool]:
-    """Minimise ``loss_fn`` until the plateau rule says converged; return losses, converged."""
+    offset_fn: Callable[[], _Gradient] | None = None,
+) -> tuple[list[float], str, _Gradient]:
+    """Minimise ``loss_fn`` until the plateau (and, given ``offset_fn``, the offset) test
+    passes; return the losses, how it stopped (see :attr:`VariationalResult.stop`) and
+    the last gradient (NaNs without ``offset_fn``)."""
     optimizer = ClippedAdam(params, lr=lr, clip_norm=10.0)
     losses: list[float] = []
-    previous, reductions = None, 0
+    previous, reductions, rounds = None, 0, 1
     with tqdm(total=max_steps, desc=f"fit {name}", disable=not progress, leave=False) as bar:
         for step in range(1, max_steps + 1):
             loss = loss_fn()
@@ -206,13 +434,25 @@ def _optimize(
                 continue
             current = np.asarray(losses[-window:])
             if previous is not None and _plateau(previous, current):
-                if reductions == LR_REDUCTIONS:
-                    return losses, True
-                reductions += 1
-                for group in optimizer.param_groups:
-                    group["lr"] *= LR_FACTOR
+                if reductions < LR_REDUCTIONS:
+                    reductions += 1
+                    _scale_lr(optimizer, LR_FACTOR)
+                else:
+                    gradient = _Gradient() if offset_fn is None else offset_fn()
+                    if not gradient.offset_sd > OFFSET_TOLERANCE:  # NaN: no offset test
+                        return losses, "plateau", gradient
+                    if rounds == ROUNDS:
+                        return losses, "offset", gradient
+                    rounds, reductions = rounds + 1, 1
+                    _scale_lr(optimizer, LR_FACTOR ** -(LR_REDUCTIONS - 1))
+                    bar.set_postfix_str(f"offset {gradient.offset_sd:.2g} sd: another cycle")
             previous = current
-    return losses, False
+    return losses, "budget", _Gradient() if offset_fn is None else offset_fn()
+
+
+def _scale_lr(optimizer: ClippedAdam, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
 
 
 def _vectorized_traces(

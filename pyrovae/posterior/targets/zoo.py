@@ -10,6 +10,7 @@ name                           model                                            
 =============================  ================================================  ===========
 ``normal_normal``              y_i ~ N(mu, 1), mu ~ N(0, 10^2), 20 draws         exact
 ``blr_known_noise``            y ~ N(X beta, 0.5^2), beta ~ N(0, I_3), N = 50    exact
+``regression_far``             y ~ N(X beta, 1), predictors near 100 and -40     exact
 ``eight_schools_centered``     posteriordb's eight_schools_centered              posteriordb
 ``eight_schools_noncentered``  posteriordb's eight_schools_noncentered           posteriordb
 ``blr``                        posteriordb's blr with the sblrc data             posteriordb
@@ -69,6 +70,7 @@ __all__ = [
 MODELS: tuple[str, ...] = (
     "normal_normal",
     "blr_known_noise",
+    "regression_far",
     "eight_schools_centered",
     "eight_schools_noncentered",
     "blr",
@@ -309,6 +311,13 @@ def blr_known_noise_model(X: torch.Tensor, y: torch.Tensor | None = None) -> Non
         pyro.sample("y", dist.Normal(_linear(X, beta), 0.5), obs=y)
 
 
+def regression_far_model(X: torch.Tensor, y: torch.Tensor | None = None) -> None:
+    """y ~ N(X beta, 1) for ``X`` ``(N, D)`` (an intercept column first), beta ~ N(0, 100^2 I_D)."""
+    beta = pyro.sample("beta", dist.Normal(X.new_zeros(X.shape[-1]), 100.0).to_event(1))
+    with pyro.plate("obs", X.shape[0]):
+        pyro.sample("y", dist.Normal(_linear(X, beta), 1.0), obs=y)
+
+
 def _eight_schools_hyper(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mu = pyro.sample("mu", dist.Normal(sigma.new_zeros(()), 5.0))
     tau = pyro.sample("tau", dist.HalfCauchy(sigma.new_tensor(5.0)))
@@ -409,6 +418,36 @@ def _blr_known_noise(root: str | Path | None) -> ZooModel:
     )
 
 
+_FAR_TRUE_BETA = (2.0, 0.5, -1.0)
+
+
+def _regression_far(root: str | Path | None) -> ZooModel:
+    g = _generator(20261206)
+    n = 50
+    x1 = 100.0 + 5.0 * torch.randn(n, generator=g, dtype=torch.float64)
+    x2 = -40.0 + 2.0 * torch.randn(n, generator=g, dtype=torch.float64)
+    x = torch.stack([torch.ones(n, dtype=torch.float64), x1, x2], dim=1)
+    y = x @ torch.tensor(_FAR_TRUE_BETA, dtype=torch.float64)
+    y = y + torch.randn(n, generator=g, dtype=torch.float64)
+    x, y = x.float(), y.float()
+    exact, log_evidence = _gaussian_linear(x, y, prior_scale=100.0, noise=1.0)
+    return ZooModel(
+        name="regression_far",
+        model=regression_far_model,
+        data={"X": x, "y": y},
+        parameters={"beta": (3,)},
+        description=(
+            "Linear regression with unscaled predictors far from zero: y ~ N(X beta, 1), "
+            "beta ~ N(0, 100^2 I_3), X = [1, x1, x2] with x1 ~ N(100, 5^2), x2 ~ N(-40, 2^2); "
+            f"50 seeded rows, true beta = {list(_FAR_TRUE_BETA)}. The posterior sds differ "
+            "150-fold (intercept 4.7, slopes 0.03 and 0.07) and the covariance's condition "
+            "number is 1e7. Exact Gaussian posterior and evidence."
+        ),
+        exact=exact,
+        log_evidence=log_evidence,
+    )
+
+
 def _eight_schools(centered: bool) -> ZooModel:
     kind = "centered" if centered else "noncentered"
     how = (
@@ -484,6 +523,7 @@ def _logistic_regression(root: str | Path | None) -> ZooModel:
 _BUILDERS: dict[str, Callable[[str | Path | None], ZooModel]] = {
     "normal_normal": _normal_normal,
     "blr_known_noise": _blr_known_noise,
+    "regression_far": _regression_far,
     "eight_schools_centered": lambda root: _eight_schools(centered=True),
     "eight_schools_noncentered": lambda root: _eight_schools(centered=False),
     "blr": _blr,
