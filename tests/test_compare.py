@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pyrovae.posterior.compare import SD_RATIO_LOW, Comparison, MethodResult, compare
+from pyrovae.posterior.compare import SD_RATIO_LOW, VERDICTS, Comparison, MethodResult, compare
 from pyrovae.posterior.distances import (
     KHAT_THRESHOLD,
     energy_distance,
@@ -23,6 +23,7 @@ from pyrovae.posterior.distances import (
     sd_ratio,
     wasserstein1_sd,
 )
+from pyrovae.posterior.inference.variational import Convergence
 from pyrovae.posterior.plots import METHOD_COLORS, method_colors, plot_marginals, plot_pairs
 
 NAMES = ("mu", "theta[1]", "theta[2]")
@@ -249,6 +250,74 @@ def test_compare_rejects_mismatched_shapes(reference) -> None:
         compare(reference, ["a", "b"], [], reference_name="analytic")
     with pytest.raises(ValueError, match="non-finite"):
         MethodResult("nuts", np.full((10, 3), np.nan))
+
+
+def _fit(converged: bool, judged: str, gap: float = 0.01) -> Convergence:
+    return Convergence(converged, judged, 1200, 0.02, gap, 0.3, int(converged) * 3, 3)
+
+
+def test_an_unfinished_fit_is_told_apart_from_a_family_limit(reference) -> None:
+    narrow = gaussian(1000, seed=30, scale=0.5)  # underdispersed on every parameter
+    stopped = "not converged: step budget (50 steps) reached before a plateau, offset 0.8 sd"
+    methods = [
+        MethodResult("nuts", gaussian(1000, seed=31), ess=[900.0, 800.0, 950.0]),
+        MethodResult("mean_field", narrow, convergence=_fit(True, "converged (plateau)")),
+        MethodResult("unfinished", narrow, convergence=_fit(False, stopped, gap=-2.0)),
+        MethodResult("fine", gaussian(1000, seed=32), convergence=_fit(True, "converged")),
+        MethodResult("stalled", gaussian(1000, seed=33), convergence=_fit(False, stopped)),
+    ]
+    rows = {row["method"]: row for row in _compare(reference, *methods).method_rows}
+    verdicts = {name: row["verdict"] for name, row in rows.items()}
+    assert verdicts == {
+        "nuts": "ok",
+        "mean_field": "family limit",
+        "unfinished": "not converged",
+        "fine": "ok",
+        "stalled": "not converged",
+    }
+    assert set(verdicts.values()) <= set(VERDICTS)
+    # an unfinished fit says so first, then what else is wrong with its draws
+    assert rows["unfinished"]["flagged"][0] == stopped
+    assert rows["unfinished"]["flagged"][1].startswith("underdispersed")
+    assert rows["stalled"]["flagged"] == [stopped]  # flagged even with good draws
+    assert rows["mean_field"]["flagged"][0].startswith("underdispersed")
+    assert rows["nuts"]["converged"] is None and rows["nuts"]["fit_steps"] is None
+    assert rows["unfinished"]["converged"] is False
+    assert rows["unfinished"]["fits_converged"] == "0/3"
+    assert rows["unfinished"]["elbo_gap_laplace"] == -2.0
+    assert rows["fine"]["fit_steps"] == 1200 and rows["fine"]["offset_sd"] == 0.02
+
+
+def test_markdown_groups_flags_by_verdict_and_tables_convergence(reference, tmp_path) -> None:
+    narrow = gaussian(1000, seed=34, scale=0.5)
+    stopped = "not converged: plateaued but still 0.4 sd from its optimum (> 0.1)"
+    comparison = _compare(
+        reference,
+        MethodResult("nuts", gaussian(1000, seed=35) + 1.0),  # off by one sd: flagged
+        MethodResult("mean_field", narrow, convergence=_fit(True, "converged (plateau)")),
+        MethodResult("unfinished", gaussian(1000, seed=36), convergence=_fit(False, stopped)),
+    )
+    text = comparison.to_markdown()
+    flags = text[text.index("### Flagged problems") : text.index("### Convergence")]
+    at = {verdict: flags.index(f"*{verdict}*") for verdict in ("not converged", "family limit")}
+    assert at["not converged"] < flags.index("**unfinished**") < at["family limit"]
+    assert at["family limit"] < flags.index("**mean_field**") < flags.index("*flagged*")
+    assert flags.index("*flagged*") < flags.index("**nuts**: mean error")
+    table = text[text.index("### Convergence") : text.index("### Per parameter")]
+    assert f"| unfinished | no | 0/3 | 1200 | 0.02 | 0.01 | 0.3 | {stopped} |" in table
+    assert "| mean_field | yes | 3/3 |" in table
+    assert "| nuts |" not in table  # no fit, no row
+    methods = {row["method"]: row for row in _read_csv(comparison.write(tmp_path)["methods"])}
+    assert methods["unfinished"]["verdict"] == "not converged"
+    assert methods["unfinished"]["converged"] == "false"
+    assert methods["nuts"]["converged"] == "" and methods["nuts"]["verdict"] == "flagged"
+    assert methods["mean_field"]["convergence"] == "converged (plateau)"
+
+
+def test_no_convergence_table_without_variational_fits(reference) -> None:
+    text = _compare(reference, MethodResult("nuts", gaussian(500, seed=37))).to_markdown()
+    assert "### Convergence" not in text
+    assert "\n### Flagged problems\n\nNone.\n" in text
 
 
 # --- PSIS k-hat -------------------------------------------------------------------------------

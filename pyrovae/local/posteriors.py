@@ -44,7 +44,7 @@ from pyrovae.posterior import diagnostics
 from pyrovae.posterior.compare import Comparison, MethodResult, compare
 from pyrovae.posterior.inference.mcmc import METROPOLIS_EXTRA, McmcResult, run_mcmc
 from pyrovae.posterior.inference.pointwise import pointwise
-from pyrovae.posterior.inference.variational import fit_guide
+from pyrovae.posterior.inference.variational import Convergence, convergence, fit_guide
 from pyrovae.train.objectives import log_weights
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ class LocalPosteriors(NamedTuple):
     """``"amortized"`` / ``"per_point"`` -> ``(N,)`` ELBO in nats."""
     log_likelihood: dict[str, np.ndarray]
     """method -> ``(S, N)`` log p(x_n | z_s) of each point at each draw, in nats."""
+    fits: dict[str, Convergence] | None = None
+    """method -> how its variational fit ended (``"per_point"``), for the tables."""
 
     @property
     def approximation_gap(self) -> np.ndarray:
@@ -193,7 +195,8 @@ def local_posteriors(
         method: pointwise(vae.model, {"x": x}, {"z": z}).log_likelihood["x"]
         for method, z in draws.items()
     }
-    return LocalPosteriors(x, draws, seconds, mcmc, log_px, elbo, log_lik)
+    fits = {"per_point": convergence([fit])}
+    return LocalPosteriors(x, draws, seconds, mcmc, log_px, elbo, log_lik, fits)
 
 
 class _Pair(NamedTuple):
@@ -277,6 +280,7 @@ def local_comparison(local: LocalPosteriors, seed: int = 0) -> Comparison:
                 ess=ess,
                 elbo=elbo,
                 posterior=local_idata(local, method),
+                convergence=(local.fits or {}).get(method),
             )
         )
     return compare(

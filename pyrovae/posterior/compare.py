@@ -57,6 +57,8 @@ from pyrovae.posterior.tables import fmt, markdown_table, write_csv
 if TYPE_CHECKING:
     import arviz as az
 
+    from pyrovae.posterior.inference.variational import Convergence
+
 __all__ = [
     "DPI",
     "KHAT_THRESHOLD",
@@ -68,6 +70,7 @@ __all__ = [
     "SD_RATIO_HIGH",
     "SD_RATIO_LOW",
     "SUMMARY_COLUMNS",
+    "VERDICTS",
     "Comparison",
     "MethodResult",
     "compare",
@@ -123,9 +126,27 @@ METHOD_COLUMNS = (
     "elbo",
     "log_evidence_estimate",
     "log_evidence_error",
+    "converged",
+    "fits_converged",
+    "fit_steps",
+    "offset_sd",
+    "elbo_gap_laplace",
+    "grad_norm",
+    "convergence",
+    "verdict",
     "flagged",
 )
 """Columns of ``methods.csv`` (keys of :attr:`Comparison.method_rows`)."""
+
+VERDICTS = {
+    "ok": "nothing flagged",
+    "not converged": "the variational fit stopped before its family's optimum: its errors "
+    "may be the unfinished fit's, not the family's",
+    "family limit": "the fit converged, so what is flagged is what its family cannot "
+    "represent of this posterior",
+    "flagged": "a method without a variational fit (MCMC) has a flagged problem",
+}
+"""The ``verdict`` column of ``methods.csv``: which kind of answer a method's row is."""
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -159,6 +180,10 @@ class MethodResult:
         sample_stats, pointwise log-likelihood, ...), as :mod:`pyrovae.posterior.diagnostics`
         builds it; ``None`` when the draws are all there is. Only carried here: the
         metrics of this module use ``draws``.
+    convergence : Convergence or None
+        How a variational method's fits ended
+        (:class:`~pyrovae.posterior.inference.variational.Convergence`); ``None`` for
+        methods without an optimizer.
     """
 
     method: str
@@ -170,6 +195,7 @@ class MethodResult:
     elbo: float | None = None
     log_evidence_estimate: float | None = None
     posterior: az.InferenceData | None = None
+    convergence: Convergence | None = None
 
     def __post_init__(self) -> None:
         draws = as_draws(self.draws, f"draws of {self.method!r}")
@@ -383,6 +409,7 @@ def _method_row(
     errors = np.array([row["mean_error_sd"] for row in rows])
     ess_min = None if result.ess is None else float(np.min(result.ess))
     estimate = result.log_evidence_estimate
+    flags = _flags(result, rows, floor)
     return {
         "method": result.method,
         "n_draws": int(result.draws.shape[0]),
@@ -403,8 +430,35 @@ def _method_row(
         "log_evidence_error": (
             None if estimate is None or log_evidence is None else estimate - log_evidence
         ),
-        "flagged": _flags(result, rows, floor),
+        **_convergence_cells(result.convergence),
+        "verdict": _verdict(result.convergence, flags),
+        "flagged": flags,
     }
+
+
+def _convergence_cells(fit: Convergence | None) -> dict[str, Any]:
+    """The convergence columns of :data:`METHOD_COLUMNS`; None for methods without a fit."""
+    if fit is None:
+        keys = ("converged", "fits_converged", "fit_steps", "offset_sd", "elbo_gap_laplace")
+        return dict.fromkeys((*keys, "grad_norm", "convergence"))
+    return {
+        "converged": fit.converged,
+        "fits_converged": f"{fit.fits_converged}/{fit.fits}",
+        "fit_steps": fit.steps,
+        "offset_sd": fit.offset_sd,
+        "elbo_gap_laplace": fit.elbo_gap,
+        "grad_norm": fit.grad_norm,
+        "convergence": fit.judged,
+    }
+
+
+def _verdict(fit: Convergence | None, flags: list[str]) -> str:
+    """A key of :data:`VERDICTS`."""
+    if fit is not None and not fit.converged:
+        return "not converged"
+    if not flags:
+        return "ok"
+    return "flagged" if fit is None else "family limit"
 
 
 def _per_second(count: float | None, seconds: float) -> float | None:
@@ -415,8 +469,12 @@ def _per_second(count: float | None, seconds: float) -> float | None:
 
 
 def _flags(result: MethodResult, rows: list[dict], floor: dict[str, float]) -> list[str]:
-    """Problems of one method as text, each saying which value crossed which threshold."""
+    """Problems of one method as text, each saying which value crossed which threshold;
+    a variational fit that did not converge says so first."""
     flags = []
+    fit = result.convergence
+    if fit is not None and not fit.converged:
+        flags.append(fit.judged)
     if result.khat is not None and result.khat > KHAT_THRESHOLD:
         seeds = f" (worst of {len(result.khats)} seeds)" if len(result.khats) > 1 else ""
         flags.append(f"k-hat {result.khat:.2g} > {KHAT_THRESHOLD}{seeds}")
@@ -470,6 +528,7 @@ _METHOD_TABLE = (
     ("ELBO (nats)", "elbo"),
     ("log p(y) estimate (nats)", "log_evidence_estimate"),
     ("estimate − exact log p(y)", "log_evidence_error"),
+    ("converged", "converged"),
 )
 
 _UNITS = """\
@@ -479,7 +538,9 @@ reference sds; *energy* is the energy distance and *MMD²* the squared maximum m
 (Gaussian kernel, median-heuristic width), both on all parameters jointly with columns divided by
 the reference sd (dimensionless; 0 is the same distribution, tiny negative values are sampling
 noise); *k-hat* is the PSIS Pareto k of the fit (above {khat} importance sampling is unreliable);
-*min ESS / s* is the smallest bulk effective sample size over parameters per second of wall time.
+*min ESS / s* is the smallest bulk effective sample size over parameters per second of wall time;
+*converged* says whether a variational fit reached its family's optimum (see the convergence
+table below; a dash for MCMC).
 The *noise floor* row is the largest value between two random halves of the reference over
 {splits} splits: values of that size are sampling noise.
 Flag thresholds: sd ratio < {low} or > {high:.2f}, |mean error| > {mean} sd, k-hat > {khat};
@@ -513,9 +574,8 @@ def _markdown(comparison: Comparison) -> str:
     lines += markdown_table(
         [title for title, _ in columns], _method_table_rows(comparison, columns)
     )
-    lines += ["", "### Flagged problems", ""]
-    flagged = [(row["method"], f) for row in comparison.method_rows for f in row["flagged"]]
-    lines += [f"- **{method}**: {text}" for method, text in flagged] or ["None."]
+    lines += ["", "### Flagged problems", "", *_flag_lines(comparison.method_rows)]
+    lines += _convergence_lines(comparison.method_rows)
     if comparison.failed:
         lines += ["", "### Failed methods", ""]
         lines += [f"- **{method}**: {reason}" for method, reason in comparison.failed.items()]
@@ -523,6 +583,49 @@ def _markdown(comparison: Comparison) -> str:
     header = ["parameter", "method", "mean", "sd", "mean error (sd)", "sd ratio", "W1 (sd)"]
     lines += markdown_table(header, _summary_table_rows(comparison))
     return "\n".join(lines) + "\n"
+
+
+def _flag_lines(rows: list[dict]) -> list[str]:
+    """The flags grouped by verdict: unfinished fits apart from the families' limits."""
+    lines = []
+    for verdict in ("not converged", "family limit", "flagged"):
+        flagged = [(r["method"], f) for r in rows if r["verdict"] == verdict for f in r["flagged"]]
+        if flagged:
+            lines += [f"*{verdict}*: {VERDICTS[verdict]}.", ""]
+            lines += [f"- **{method}**: {text}" for method, text in flagged]
+            lines.append("")
+    return lines[:-1] or ["None."]
+
+
+def _convergence_lines(rows: list[dict]) -> list[str]:
+    """The convergence table of the variational fits; nothing when there are none."""
+    fitted = [r for r in rows if r["converged"] is not None]
+    if not fitted:
+        return []
+    header = ["method", "converged", "fits converged", "steps", "offset (sd)"]
+    header += ["ELBO − Laplace member (nats)", "gradient norm", "how it was judged"]
+    keys = ("converged", "fits_converged", "fit_steps", "offset_sd", "elbo_gap_laplace")
+    body = [
+        [r["method"], *(fmt(r[k]) for k in (*keys, "grad_norm")), r["convergence"]] for r in fitted
+    ]
+    from pyrovae.posterior.inference.variational import GAP_TOLERANCE, OFFSET_TOLERANCE
+
+    units = _CONVERGENCE_UNITS.format(offset=OFFSET_TOLERANCE, gap=GAP_TOLERANCE)
+    lines = ["", "### Convergence of the variational fits", "", units, ""]
+    return lines + markdown_table(header, body)
+
+
+_CONVERGENCE_UNITS = " ".join(
+    """Each fit starts at its family's member nearest the Laplace approximation (the mode
+and inverse Hessian) and is fitted in coordinates whitened by it. It *converged* when its
+loss plateaued through three learning-rate drops, its *offset* (the distance of its mean
+from its family's optimum, in posterior sds, from the noise-free gradient in the whitened
+mean) is below {offset}, and its ELBO is not below that of its family's Laplace member by
+more than {gap} nats and three standard errors. *ELBO − Laplace member* below zero means
+the fit ended worse than where it started: it did not reach its family's optimum. The
+*gradient norm* is that of the negative ELBO in all the guide's parameters at the end,
+noise removed. *fits converged* counts the restarts from other seeds.""".split()
+)
 
 
 def _method_table_columns(comparison: Comparison) -> tuple[tuple[str, str | None], ...]:

@@ -3,7 +3,9 @@
 Each :class:`AutoguideMethod` fits its guide ``budget.restarts`` times from different
 seeds (:func:`~pyrovae.posterior.inference.variational.fit_guide`, stopped on
 convergence); k-hat is the worst over the fits, and the first fit's draws are the
-method's posterior, with ``lp`` and ``log_q`` per draw for importance-corrected LOO.
+method's posterior, with ``lp`` and ``log_q`` per draw for importance-corrected LOO,
+and how that fit converged (:class:`~pyrovae.posterior.inference.variational.Convergence`,
+with the count of the fits that converged).
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from pyrovae.posterior import diagnostics
 from pyrovae.posterior.compare import MethodResult
 from pyrovae.posterior.distances import psis_khat
 from pyrovae.posterior.inference.pointwise import model_sites, pointwise
-from pyrovae.posterior.inference.variational import fit_guide, guide_draws, importance_log_ratios
+from pyrovae.posterior.inference.variational import (
+    convergence,
+    fit_guide,
+    guide_draws,
+    importance_log_ratios,
+)
 from pyrovae.posterior.methods.base import Budget, converter_groups
 from pyrovae.posterior.targets.zoo import ZooModel, flatten
 
@@ -52,9 +59,10 @@ class AutoguideMethod:
         model, data = target.model, target.data
         latent = model_sites(model, data).latent
         sites = list(dict.fromkeys([*target.parameters, *latent]))
-        khats, first = [], None
+        khats, fits, first = [], [], None
         for offset in range(budget.restarts):
             fit = fit_guide(model, data, self.name, seed=seed + offset, progress=progress)
+            fits.append(fit)
             if first is None:
                 draws = guide_draws(model, fit.guide, data, sites, budget.draws, seed)
                 log_ratios = draws.log_ratios
@@ -89,6 +97,7 @@ class AutoguideMethod:
             elbo=fit.elbo,
             log_evidence_estimate=evidence,
             posterior=posterior,
+            convergence=convergence(fits),
         )
 
 
