@@ -1,4 +1,5 @@
-"""Variational fits against exact Gaussian posteriors."""
+"""Variational fits against exact Gaussian posteriors, the Laplace start and the convergence
+tests; the draws of a fitted guide."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 import pyrovae.posterior.inference.variational as vi
 from pyrovae.errors import PyrovaeError, UserError
+from pyrovae.posterior.inference import draws as gd
 from pyrovae.posterior.inference.laplace import laplace
 from pyrovae.posterior.targets import zoo
 
@@ -41,7 +43,7 @@ def test_full_covariance_guide_matches_exact_posterior_to_two_decimals(name):
 def test_mean_field_underestimates_correlated_posterior_sds():
     model, _mean, cov = _exact("blr_known_noise")
     fit = vi.fit_guide(model.model, model.data, "auto_normal", seed=0)
-    samples = vi.guide_samples(model.model, fit.guide, model.data, ["beta"], 4000)
+    samples = gd.guide_samples(model.model, fit.guide, model.data, ["beta"], 4000)
     draws = zoo.flatten(samples, model.parameters)
     assert draws.shape == (4000, 3)
     sd_ratio = draws.std(0) / np.sqrt(np.diag(cov))
@@ -54,7 +56,7 @@ def test_mean_field_underestimates_correlated_posterior_sds():
 def test_importance_log_ratios_estimate_the_evidence():
     model, _, _ = _exact("blr_known_noise")
     fit = vi.fit_guide(model.model, model.data, "auto_mvn", seed=1)
-    log_ratios = vi.importance_log_ratios(model.model, fit.guide, model.data, 4000)
+    log_ratios = gd.importance_log_ratios(model.model, fit.guide, model.data, 4000)
     assert log_ratios.shape == (4000,) and log_ratios.dtype == np.float64
     top = log_ratios.max()
     evidence = top + np.log(np.mean(np.exp(log_ratios - top)))
@@ -65,7 +67,7 @@ def test_importance_log_ratios_estimate_the_evidence():
 def test_guide_samples_include_deterministic_sites_with_event_shapes():
     model = zoo.get_model("eight_schools_noncentered")
     fit = vi.fit_guide(model.model, model.data, "auto_normal", max_steps=200)
-    samples = vi.guide_samples(model.model, fit.guide, model.data, ["mu", "tau", "theta"], 50)
+    samples = gd.guide_samples(model.model, fit.guide, model.data, ["mu", "tau", "theta"], 50)
     flat = zoo.flatten(samples, model.parameters)
     assert flat.shape == (50, 10)
     assert (samples["tau"] > 0).all()
@@ -76,7 +78,7 @@ def test_every_guide_fits_and_reports(guide):
     model, mean, _cov = _exact("normal_normal")
     fit = vi.fit_guide(model.model, model.data, guide, max_steps=3000)
     assert fit.losses.ndim == 1 and fit.seconds > 0
-    draws = vi.guide_samples(model.model, fit.guide, model.data, ["mu"], 2000)["mu"]
+    draws = gd.guide_samples(model.model, fit.guide, model.data, ["mu"], 2000)["mu"]
     assert abs(draws.mean().item() - mean[0]) < 0.05
     assert fit.elbo < model.log_evidence + 0.01
 
@@ -112,7 +114,7 @@ def test_unknown_guide_and_non_finite_loss():
 
 def test_max_plate_nesting():
     model = zoo.get_model("normal_normal")
-    assert vi.max_plate_nesting(model.model, model.data) == 1
+    assert gd.max_plate_nesting(model.model, model.data) == 1
 
     def no_plates():
         import pyro
@@ -120,7 +122,7 @@ def test_max_plate_nesting():
 
         pyro.sample("a", dist.Normal(0.0, 1.0))
 
-    assert vi.max_plate_nesting(no_plates, {}) == 0
+    assert gd.max_plate_nesting(no_plates, {}) == 0
 
 
 # --- the Laplace start, the offset and the ELBO gap --------------------------------------------

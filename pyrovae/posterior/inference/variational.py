@@ -5,15 +5,17 @@ Pyro's ``ClippedAdam``. A named family starts at its member nearest the
 :func:`~pyrovae.posterior.inference.laplace.laplace` approximation and is fitted in
 its whitened coordinates (:mod:`~pyrovae.posterior.inference.guides`), so a badly
 scaled or strongly correlated posterior is as easy for the optimizer as a standard
-normal. (Without whitening, a regression on a predictor near 100 left ``auto_mvn``
-0.4 posterior sd off after minutes: ``benchmarks/variational_convergence.py``.)
+normal. (Started at the prior median instead, Pyro's ``AutoMultivariateNormal`` stopped
+on its plateau several posterior sds off on the zoo's ``regression_far``, whose predictors
+sit near 100 and -40: ``benchmarks/variational_convergence.py``.)
 
 Two tests decide when a fit is done:
 
 - the *plateau*: the loss is averaged over windows of steps, and when a window no
   longer improves on the previous one by more than its noise (two standard errors of
   the difference of the window means) the learning rate drops by :data:`LR_FACTOR`;
-  after :data:`LR_REDUCTIONS` drops the fit has plateaued;
+  after :data:`LR_REDUCTIONS` drops the fit has plateaued (the last learning rate's steps
+  use :data:`FINAL_PARTICLES_FACTOR` times the particles);
 - the *offset*: at a plateau, the gradient of the negative ELBO in the whitened
   location, estimated from :data:`OFFSET_PARTICLES` draws with its Monte Carlo noise
   removed, is the distance of the fitted mean from the family's optimum in posterior
@@ -28,9 +30,7 @@ offset, its gradient norm, and the gap between its ELBO and the ELBO of its fami
 Laplace member: a fit below that member did not reach its family's optimum, so the gap
 tells a fit that stopped early from a family that cannot represent the posterior.
 
-:func:`importance_log_ratios` gives log p(theta, y) - log q(theta) for
-draws of the fitted guide, the input of PSIS k-hat and of an importance
-estimate of log p(y).
+Draws of a fitted guide come from :mod:`~pyrovae.posterior.inference.draws`.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.optim.clipped_adam import ClippedAdam
 from tqdm.auto import tqdm
 
 from pyrovae.errors import PyrovaeError, UserError
+from pyrovae.posterior.inference.draws import importance_log_ratios, max_plate_nesting
 from pyrovae.posterior.inference.guides import FAMILIES, WhitenedGuide
 from pyrovae.posterior.inference.laplace import Laplace, laplace
 
@@ -58,15 +58,10 @@ __all__ = [
     "LR_REDUCTIONS",
     "OFFSET_TOLERANCE",
     "Convergence",
-    "GuideDraws",
     "VariationalResult",
     "convergence",
     "fit_guide",
-    "guide_draws",
-    "guide_samples",
-    "importance_log_ratios",
     "make_guide",
-    "max_plate_nesting",
 ]
 
 GUIDES = FAMILIES
@@ -85,6 +80,12 @@ OFFSET_PARTICLES = 4000
 """Draws for the offset's gradient: 16 batches of 250, whose spread gives its noise."""
 ROUNDS = 3
 """Learning-rate cycles a fit may take to pass the offset test."""
+FINAL_PARTICLES_FACTOR = 16
+"""At the last learning rate each step draws this many times ``particles``: Adam's
+normalised steps settle near where the noisy gradient's median, not its mean, is zero, and
+the scale gradients' noise is skewed, so with few particles the fitted sds settle narrower
+than the family's optimum (``benchmarks/variational_convergence.py`` compares the fits with
+one run at 16 times the particles throughout)."""
 GAP_TOLERANCE = 0.05
 """Nats by which a fit's ELBO may fall below its family's Laplace member (beyond three
 standard errors) before it counts as not converged."""
@@ -164,7 +165,7 @@ class VariationalResult(NamedTuple):
                 f"not converged: its ELBO is {-self.elbo_gap:.2g} nats below its family's "
                 f"Laplace member after {steps}{offset}"
             )
-        how = "plateau and offset" if offset else "plateau (no whitened location to test)"
+        how = "plateau and offset" if offset else "plateau; no whitened mean to test the offset"
         return f"converged ({how}) in {steps}{offset}"
 
 
@@ -200,28 +201,6 @@ def convergence(fits: list[VariationalResult]) -> Convergence:
         sum(fit.converged for fit in fits),
         len(fits),
     )
-
-
-def max_plate_nesting(model: Callable, data: dict[str, Any]) -> int:
-    """How many plate dims ``model(**data)`` uses (0 when none).
-
-    Raises
-    ------
-    UserError
-        When the model fails on its data (traced with validation on).
-    """
-    try:
-        with poutine.block(), torch.no_grad():
-            trace = poutine.trace(model).get_trace(**data)
-    except (ValueError, RuntimeError, TypeError) as err:
-        raise UserError(f"the model fails on its data: {' '.join(str(err).split())}") from None
-    dims = [
-        -f.dim
-        for site in trace.nodes.values()
-        for f in site.get("cond_indep_stack", ())
-        if f.vectorized
-    ]
-    return max(dims, default=0)
 
 
 def make_guide(name: str, model: Callable, start: Laplace) -> WhitenedGuide:
@@ -294,12 +273,13 @@ def fit_guide(
         guide_fn = make_guide(guide, model, approximation) if named else guide
         guide_fn(**data)  # create parameters
         params = [p for p in guide_fn.parameters() if p.requires_grad]
-        elbo = Trace_ELBO(
-            num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=nesting
+        elbo, final_elbo = (
+            Trace_ELBO(num_particles=n, vectorize_particles=n > 1, max_plate_nesting=nesting)
+            for n in (particles, particles * FINAL_PARTICLES_FACTOR)
         )
 
-        def loss_fn() -> torch.Tensor:
-            return elbo.differentiable_loss(model, guide_fn, **data)
+        def loss_fn(final: bool) -> torch.Tensor:
+            return (final_elbo if final else elbo).differentiable_loss(model, guide_fn, **data)
 
         whitened = isinstance(guide_fn, WhitenedGuide) and approximation.ok
         offset_fn = (lambda: _offset(model, guide_fn, params, data, nesting)) if whitened else None
@@ -401,7 +381,7 @@ def _offset(
 
 
 def _optimize(
-    loss_fn: Callable[[], torch.Tensor],
+    loss_fn: Callable[[bool], torch.Tensor],
     params: list[torch.Tensor],
     lr: float,
     window: int,
@@ -412,13 +392,14 @@ def _optimize(
 ) -> tuple[list[float], str, _Gradient]:
     """Minimise ``loss_fn`` until the plateau (and, given ``offset_fn``, the offset) test
     passes; return the losses, how it stopped (see :attr:`VariationalResult.stop`) and
-    the last gradient (NaNs without ``offset_fn``)."""
+    the last gradient (NaNs without ``offset_fn``). ``loss_fn(final)`` is called with
+    ``final`` true at the last learning rate (where it should use more particles)."""
     optimizer = ClippedAdam(params, lr=lr, clip_norm=10.0)
     losses: list[float] = []
     previous, reductions, rounds = None, 0, 1
     with tqdm(total=max_steps, desc=f"fit {name}", disable=not progress, leave=False) as bar:
         for step in range(1, max_steps + 1):
-            loss = loss_fn()
+            loss = loss_fn(reductions == LR_REDUCTIONS)
             value = loss.item()
             if not math.isfinite(value):
                 raise PyrovaeError(
@@ -453,113 +434,3 @@ def _optimize(
 def _scale_lr(optimizer: ClippedAdam, factor: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] *= factor
-
-
-def _vectorized_traces(
-    model: Callable, guide: Callable, data: dict[str, Any], num_samples: int, seed: int
-) -> tuple[poutine.Trace, poutine.Trace]:
-    """Guide and replayed model traces with ``num_samples`` draws in one particle plate."""
-    nesting = max_plate_nesting(model, data)
-    pyro.set_rng_seed(seed)
-    with (
-        pyro.settings.context(module_local_params=True),
-        pyro.plate("particles", num_samples, dim=-(nesting + 1)),
-    ):
-        guide_trace = poutine.trace(guide).get_trace(**data)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**data)
-    return guide_trace, model_trace
-
-
-class GuideDraws(NamedTuple):
-    """Draws of a fitted guide and their densities, all from one vectorized trace."""
-
-    samples: dict[str, torch.Tensor]
-    """site -> ``(S, ...)``, as :func:`guide_samples` gives them."""
-    log_joint: np.ndarray
-    """``(S,)`` float64 log p(theta_s, y) of the model."""
-    log_q: np.ndarray
-    """``(S,)`` float64 log q(theta_s) of the guide."""
-
-    @property
-    def log_ratios(self) -> np.ndarray:
-        """``(S,)`` log p(theta_s, y) - log q(theta_s): importance log-weights."""
-        return self.log_joint - self.log_q
-
-
-def _site_values(model_trace: poutine.Trace, sites: list[str], num_samples: int) -> dict:
-    missing = [s for s in sites if s not in model_trace.nodes]
-    if missing:
-        raise UserError(f"the model has no site {missing[0]!r}")
-    return {
-        s: model_trace.nodes[s]["value"].expand(
-            num_samples, *model_trace.nodes[s]["value"].shape[1:]
-        )
-        for s in sites
-    }
-
-
-def _log_density(trace: poutine.Trace, num_samples: int) -> np.ndarray:
-    """``(S,)`` sum of every sample site's log-density per draw (scales and masks applied)."""
-    trace.compute_log_prob()
-    total = torch.zeros(num_samples, dtype=torch.float64)
-    for site in trace.nodes.values():
-        if site["type"] != "sample":
-            continue
-        lp = site["log_prob"]
-        lp = lp.reshape(num_samples, -1).sum(-1) if lp.dim() else lp.expand(num_samples)
-        total += lp.double()
-    return total.numpy()
-
-
-@torch.no_grad()
-def guide_draws(
-    model: Callable,
-    guide: Callable,
-    data: dict[str, Any],
-    sites: list[str],
-    num_samples: int,
-    seed: int = 0,
-) -> GuideDraws:
-    """``num_samples`` draws of ``sites`` with log p(theta, y) and log q(theta) of each.
-
-    The same seed gives the same draws as :func:`guide_samples` and
-    :func:`importance_log_ratios`.
-    """
-    guide_trace, model_trace = _vectorized_traces(model, guide, data, num_samples, seed)
-    samples = _site_values(model_trace, sites, num_samples)
-    return GuideDraws(
-        samples, _log_density(model_trace, num_samples), _log_density(guide_trace, num_samples)
-    )
-
-
-@torch.no_grad()
-def guide_samples(
-    model: Callable,
-    guide: Callable,
-    data: dict[str, Any],
-    sites: list[str],
-    num_samples: int,
-    seed: int = 0,
-) -> dict[str, torch.Tensor]:
-    """``num_samples`` draws of ``sites`` (latent or deterministic) under the guide.
-
-    Returns
-    -------
-    dict
-        site -> ``(num_samples, ...)``: the value in the model replayed on the
-        guide's draws; a site outside some plates keeps singleton dims for them
-        (e.g. ``(S, 1, D)``), which :func:`pyrovae.posterior.targets.zoo.flatten` removes.
-        (Pyro's ``Predictive(parallel=True)`` with a guide mis-shapes such
-        global sites, so it is not used.)
-    """
-    _, model_trace = _vectorized_traces(model, guide, data, num_samples, seed)
-    return _site_values(model_trace, sites, num_samples)
-
-
-@torch.no_grad()
-def importance_log_ratios(
-    model: Callable, guide: Callable, data: dict[str, Any], num_samples: int, seed: int = 0
-) -> np.ndarray:
-    """log p(theta_s, y) - log q(theta_s) for ``num_samples`` guide draws: ``(S,)`` float64."""
-    guide_trace, model_trace = _vectorized_traces(model, guide, data, num_samples, seed)
-    return _log_density(model_trace, num_samples) - _log_density(guide_trace, num_samples)

@@ -17,13 +17,9 @@ import numpy as np
 from pyrovae.posterior import diagnostics
 from pyrovae.posterior.compare import MethodResult
 from pyrovae.posterior.distances import psis_khat
+from pyrovae.posterior.inference.draws import guide_draws, importance_log_ratios
 from pyrovae.posterior.inference.pointwise import model_sites, pointwise
-from pyrovae.posterior.inference.variational import (
-    convergence,
-    fit_guide,
-    guide_draws,
-    importance_log_ratios,
-)
+from pyrovae.posterior.inference.variational import convergence, fit_guide
 from pyrovae.posterior.methods.base import Budget, converter_groups
 from pyrovae.posterior.targets.zoo import ZooModel, flatten
 
