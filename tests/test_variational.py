@@ -152,6 +152,9 @@ def test_laplace_says_why_there_is_no_mode():
     assert (start.scale_tril == torch.eye(10, dtype=torch.float64)).all()
     fit = vi.fit_guide(model.model, model.data, "auto_normal", max_steps=400)
     assert fit.start.startswith("prior median: ") and start.reason in fit.start
+    assert fit.judged.endswith(
+        f"; started at the prior median, without a Laplace approximation: {start.reason}"
+    )
     assert np.isnan(fit.offset_sd) and np.isnan(fit.elbo_gap)
 
 

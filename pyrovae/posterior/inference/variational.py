@@ -148,7 +148,15 @@ class VariationalResult(NamedTuple):
 
     @property
     def judged(self) -> str:
-        """One line: whether the fit converged, how that was judged, and its steps."""
+        """One line: whether the fit converged, how that was judged, its steps, and where
+        it started when that was not the Laplace approximation."""
+        line = self._verdict_line()
+        if self.start.startswith("prior median: "):
+            reason = self.start.removeprefix("prior median: ")
+            line += f"; started at the prior median, without a Laplace approximation: {reason}"
+        return line
+
+    def _verdict_line(self) -> str:
         steps = f"{self.steps:,} steps"
         offset = "" if math.isnan(self.offset_sd) else f", offset {self.offset_sd:.2g} sd"
         if self.offset_sd == 0:
@@ -165,7 +173,7 @@ class VariationalResult(NamedTuple):
                 f"not converged: its ELBO is {-self.elbo_gap:.2g} nats below its family's "
                 f"Laplace member after {steps}{offset}"
             )
-        how = "plateau and offset" if offset else "plateau; no whitened mean to test the offset"
+        how = "plateau and offset" if offset else "plateau; no offset test"
         return f"converged ({how}) in {steps}{offset}"
 
 
