@@ -616,15 +616,17 @@ def _convergence_lines(rows: list[dict]) -> list[str]:
 
 
 _CONVERGENCE_UNITS = " ".join(
-    """Each fit starts at its family's member nearest the Laplace approximation (the mode
-and inverse Hessian) and is fitted in coordinates whitened by it. It *converged* when its
+    """Each autoguide family starts at its member nearest the Laplace approximation (the mode and
+inverse Hessian) and is fitted in coordinates whitened by it; a guide given as it is (such
+as the per-point q* of a VAE's local posteriors, which starts at the encoder's answer) has
+no offset or Laplace member and is judged by its plateau alone. A fit *converged* when its
 loss plateaued through three learning-rate drops, its *offset* (the distance of its mean
 from its family's optimum, in posterior sds, from the noise-free gradient in the whitened
 mean) is below {offset}, and its ELBO is not below that of its family's Laplace member by
-more than {gap} nats and three standard errors. *ELBO − Laplace member* below zero means
-the fit ended worse than where it started: it did not reach its family's optimum. The
-*gradient norm* is that of the negative ELBO in all the guide's parameters at the end,
-noise removed. *fits converged* counts the restarts from other seeds.""".split()
+more than {gap} nats and three standard errors. *ELBO − Laplace member* below zero means the
+fit ended worse than where it started: it did not reach its family's optimum. The *gradient
+norm* is that of the negative ELBO in all the guide's parameters at the end, noise removed.
+*fits converged* counts the restarts from other seeds.""".split()
 )
 
 
