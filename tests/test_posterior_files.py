@@ -59,6 +59,13 @@ def test_every_method_is_saved_with_its_groups(run):
     attrs = loaded["auto_normal"].attrs
     assert attrs["method"] == "auto_normal" and len(attrs["khats"]) == 1
     assert attrs["khat"] == attrs["khats"][0] < 0.7  # the mean-field family is exact here
+    row = next(r for r in run[1].method_rows if r["method"] == "auto_normal")
+    assert attrs["fit_converged"] == 1 and attrs["fits_converged"] == row["fits_converged"]
+    assert attrs["fit_convergence"] == row["convergence"]
+    assert attrs["fit_convergence"].startswith("converged (plateau and offset) in ")
+    assert attrs["fit_steps"] == row["fit_steps"] > 0
+    assert attrs["fit_offset_sd"] == row["offset_sd"] < 0.1
+    assert "fit_converged" not in loaded["nuts"].attrs
 
 
 def test_names_dims_and_coords_are_identical_across_methods(run):

@@ -49,6 +49,7 @@ def from_samples(
     sample_stats: Mapping[str, np.ndarray | torch.Tensor] | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
+    fit: Mapping[str, Any] | None = None,
 ) -> az.InferenceData:
     """Draws ``(S, ...)`` of a variational guide (or ``Predictive``) as InferenceData.
 
@@ -80,6 +81,9 @@ def from_samples(
         (log q(theta)), which make :func:`loo` correct for q not being the posterior.
     dims, coords : mapping, optional
         See the module notes.
+    fit : mapping, optional
+        How the variational fit ended (``Convergence.attrs()``: ``fit_converged``,
+        ``fit_convergence``, ``fit_steps``, ...), added to ``attrs``.
 
     Returns
     -------
@@ -104,7 +108,10 @@ def from_samples(
             )
     return inference_data(
         posterior,
-        attrs=method_attrs(method, seconds=seconds, khat=khat, khats=khats, elbo=elbo),
+        attrs={
+            **method_attrs(method, seconds=seconds, khat=khat, khats=khats, elbo=elbo),
+            **(fit or {}),
+        },
         dims=dims,
         coords=coords,
         **data_groups(

@@ -195,6 +195,18 @@ class Convergence(NamedTuple):
     """How many of the method's fits (restarts from other seeds) converged."""
     fits: int
 
+    def attrs(self) -> dict[str, Any]:
+        """The same as NetCDF-safe InferenceData attrs (``fit_converged`` is 1 or 0)."""
+        return {
+            "fit_converged": int(self.converged),
+            "fit_convergence": self.judged,
+            "fit_steps": self.steps,
+            "fit_offset_sd": self.offset_sd,
+            "fit_elbo_gap_laplace": self.elbo_gap,
+            "fit_grad_norm": self.grad_norm,
+            "fits_converged": f"{self.fits_converged}/{self.fits}",
+        }
+
 
 def convergence(fits: list[VariationalResult]) -> Convergence:
     """:class:`Convergence` of ``fits``, the first being the one whose draws are reported."""

@@ -69,6 +69,7 @@ class AutoguideMethod:
                 )
             khats.append(psis_khat(log_ratios))
         draws, fit = first
+        fitted = convergence(fits)
         ratios = draws.log_ratios
         top = ratios.max()
         evidence = float(top + np.log(np.mean(np.exp(ratios - top))))
@@ -82,6 +83,7 @@ class AutoguideMethod:
             elbo=fit.elbo,
             seconds=fit.seconds,
             sample_stats={"lp": draws.log_joint, "log_q": draws.log_q},
+            fit=fitted.attrs(),
             **converter_groups(pw),
         )
         return MethodResult(
@@ -93,7 +95,7 @@ class AutoguideMethod:
             elbo=fit.elbo,
             log_evidence_estimate=evidence,
             posterior=posterior,
-            convergence=convergence(fits),
+            convergence=fitted,
         )
 
 
