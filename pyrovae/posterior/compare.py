@@ -105,6 +105,17 @@ MAX_NAMED_PARAMETERS = 3
 
 # --- columns ----------------------------------------------------------------------------------
 
+_FIT_COLUMNS = (
+    "converged",
+    "fits_converged",
+    "fit_steps",
+    "offset_sd",
+    "elbo_gap_laplace",
+    "grad_norm",
+    "convergence",
+)
+"""The columns of ``methods.csv`` that say how a variational fit ended."""
+
 SUMMARY_COLUMNS = ("method", "parameter", "mean", "sd", "mean_error_sd", "sd_ratio", "w1_sd", "ess")
 """Columns of ``summary.csv`` (keys of :attr:`Comparison.summary`)."""
 
@@ -126,13 +137,7 @@ METHOD_COLUMNS = (
     "elbo",
     "log_evidence_estimate",
     "log_evidence_error",
-    "converged",
-    "fits_converged",
-    "fit_steps",
-    "offset_sd",
-    "elbo_gap_laplace",
-    "grad_norm",
-    "convergence",
+    *_FIT_COLUMNS,
     "verdict",
     "flagged",
 )
@@ -439,8 +444,7 @@ def _method_row(
 def _convergence_cells(fit: Convergence | None) -> dict[str, Any]:
     """The convergence columns of :data:`METHOD_COLUMNS`; None for methods without a fit."""
     if fit is None:
-        keys = ("converged", "fits_converged", "fit_steps", "offset_sd", "elbo_gap_laplace")
-        return dict.fromkeys((*keys, "grad_norm", "convergence"))
+        return dict.fromkeys(_FIT_COLUMNS)
     return {
         "converged": fit.converged,
         "fits_converged": f"{fit.fits_converged}/{fit.fits}",
@@ -604,9 +608,8 @@ def _convergence_lines(rows: list[dict]) -> list[str]:
         return []
     header = ["method", "converged", "fits converged", "steps", "offset (sd)"]
     header += ["ELBO − Laplace member (nats)", "gradient norm", "how it was judged"]
-    keys = ("converged", "fits_converged", "fit_steps", "offset_sd", "elbo_gap_laplace")
     body = [
-        [r["method"], *(fmt(r[k]) for k in (*keys, "grad_norm")), r["convergence"]] for r in fitted
+        [r["method"], *(fmt(r[k]) for k in _FIT_COLUMNS[:-1]), r["convergence"]] for r in fitted
     ]
     from pyrovae.posterior.inference.variational import GAP_TOLERANCE, OFFSET_TOLERANCE
 

@@ -161,9 +161,9 @@ def laplace(model: Callable, data: dict[str, Any], *, seed: int = 0) -> Laplace:
         )
         try:
             u, iterations = _minimize(f, start)
-            value = f(u)
-            hessian = torch.autograd.functional.hessian(f, u)
-            gradient = torch.autograd.grad(f(u.requires_grad_(True)), u)[0]
+            value = f(u.requires_grad_(True))
+            (gradient,) = torch.autograd.grad(value, u)
+            hessian = torch.autograd.functional.hessian(f, u.detach())
         except (ValueError, RuntimeError) as err:  # the model's own errors in float64
             return fallback._replace(reason=f"the model fails in float64 ({_line(err)})")
     fallback = fallback._replace(iterations=iterations)

@@ -233,9 +233,13 @@ def make_guide(name: str, model: Callable, start: Laplace) -> WhitenedGuide:
     UserError
         An unknown name.
     """
+    _check_family(name)
+    return WhitenedGuide(model, name, start, INIT_SCALE)
+
+
+def _check_family(name: str) -> None:
     if name not in GUIDES:
         raise UserError(f"unknown guide {name!r}; choose one of {', '.join(GUIDES)}")
-    return WhitenedGuide(model, name, start, INIT_SCALE)
 
 
 def _plateau(previous: np.ndarray, current: np.ndarray) -> bool:
@@ -284,8 +288,8 @@ def fit_guide(
     nesting = max_plate_nesting(model, data)
     named = isinstance(guide, str)
     name = guide if named else getattr(guide, "__name__", type(guide).__name__)
-    if named and guide not in GUIDES:
-        raise UserError(f"unknown guide {guide!r}; choose one of {', '.join(GUIDES)}")
+    if named:
+        _check_family(guide)  # before the Laplace approximation's work
     clock = time.perf_counter()
     approximation = laplace(model, data, seed=seed) if named else None
     pyro.set_rng_seed(seed)
