@@ -149,7 +149,8 @@ VERDICTS = {
     "may be the unfinished fit's, not the family's",
     "family limit": "the fit converged, so what is flagged is what its family cannot "
     "represent of this posterior",
-    "flagged": "a method without a variational fit (MCMC) has a flagged problem",
+    "flagged": "a method without a fit of its own to judge (an MCMC sampler, a VAE's "
+    "amortized encoder) has a flagged problem",
 }
 """The ``verdict`` column of ``methods.csv``: which kind of answer a method's row is."""
 
@@ -544,7 +545,7 @@ the reference sd (dimensionless; 0 is the same distribution, tiny negative value
 noise); *k-hat* is the PSIS Pareto k of the fit (above {khat} importance sampling is unreliable);
 *min ESS / s* is the smallest bulk effective sample size over parameters per second of wall time;
 *converged* says whether a variational fit reached its family's optimum (see the convergence
-table below; a dash for MCMC).
+table below; a dash for methods without a fit of their own, such as MCMC).
 The *noise floor* row is the largest value between two random halves of the reference over
 {splits} splits: values of that size are sampling noise.
 Flag thresholds: sd ratio < {low} or > {high:.2f}, |mean error| > {mean} sd, k-hat > {khat};
