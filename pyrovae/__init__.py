@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pyrovae.data import Dataset, load_data
     from pyrovae.models import VAE, Autoencoder, build_model
     from pyrovae.pipeline import TrainOutcome, train_model
+    from pyrovae.posterior.targets.flat import flat
     from pyrovae.spec import Spec, load_spec, spec_from_dict
     from pyrovae.train import FitResult, TrainState, fit
 
@@ -40,6 +41,7 @@ _LAZY = {
     "FitResult": "pyrovae.train",
     "TrainState": "pyrovae.train",
     "fit": "pyrovae.train",
+    "flat": "pyrovae.posterior.targets.flat",
 }
 """Public names imported on first use: ``import pyrovae`` (and the command line's
 argument and spec checks) then costs milliseconds, not the seconds torch, Pyro and
@@ -73,6 +75,7 @@ __all__ = [
     "UserError",
     "build_model",
     "fit",
+    "flat",
     "load_data",
     "load_spec",
     "spec_from_dict",

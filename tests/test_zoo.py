@@ -53,7 +53,7 @@ def _get(name: str) -> zoo.ZooModel:
 
 def test_list_models() -> None:
     assert zoo.list_models() == list(zoo.MODELS)
-    assert len(set(zoo.MODELS)) == len(zoo.MODELS) == 8
+    assert len(set(zoo.MODELS)) == len(zoo.MODELS) == 9
 
 
 @pytest.mark.parametrize("name", _model_params())

@@ -59,7 +59,9 @@ def find_reference(
 ) -> Reference:
     """The best reference there is for ``model`` (see the module's docstring)."""
     names = parameter_names(model.parameters)
-    if reference_file is not None or (model.exact is None and model.reference is not None):
+    if reference_file is not None or (
+        model.exact is None and model.exact_draws is None and model.reference is not None
+    ):
         file_names, draws = load_reference_draws(reference_file or model.reference)
         missing = [n for n in names if n not in file_names]
         if missing:
@@ -74,6 +76,9 @@ def find_reference(
         mean, cov = model.exact.mean.numpy(), model.exact.covariance.numpy()
         draws = generator.multivariate_normal(mean, cov, size=REFERENCE_DRAWS)
         return Reference(draws, "analytic", None)
+    if model.exact_draws is not None:
+        draws = model.exact_draws(np.random.default_rng(seed), REFERENCE_DRAWS)
+        return Reference(np.asarray(draws, dtype=np.float64), "analytic", None)
     result = run_mcmc(
         model.model,
         model.data,

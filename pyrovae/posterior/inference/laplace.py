@@ -17,8 +17,7 @@ sqrt(g^T H^-1 g), the distance to the mode in posterior sds, below
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pyro
@@ -26,6 +25,8 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import autoguide as ag
+
+from pyrovae.posterior.targets.precision import cast_data, default_dtype
 
 __all__ = ["NEWTON_TOLERANCE", "Laplace", "laplace", "unconstrained_sites"]
 
@@ -79,24 +80,6 @@ def unconstrained_sites(guide: ag.AutoContinuous) -> tuple[tuple[str, int], ...]
     return tuple((name, math.prod(shape)) for name, shape in guide._unconstrained_shapes.items())
 
 
-@contextmanager
-def _float64() -> Iterator[None]:
-    """Default dtype float64 while the model runs, so its own constants are double too."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-
-
-def _double(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
-        for k, v in data.items()
-    }
-
-
 def _negative_log_density(
     model: Callable, guide: _PointGuide, data: dict[str, Any]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -133,27 +116,34 @@ def _minimize(f: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor) ->
     return u.detach(), int(iterations)
 
 
-def laplace(model: Callable, data: dict[str, Any], *, seed: int = 0) -> Laplace:
+def laplace(
+    model: Callable, data: dict[str, Any], *, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> Laplace:
     """The unconstrained mode and Laplace covariance of ``model(**data)``'s posterior.
 
-    Runs in float64 (data and the model's constants), starting from the prior
-    median (Pyro's ``init_to_median``, seeded).
+    Runs in ``dtype`` (data and the model's constants; float64 unless the model holds
+    tensors of its own in another dtype, such as a trained decoder's weights),
+    starting from the prior median (Pyro's ``init_to_median``, seeded).
 
     Returns
     -------
     Laplace
-        ``ok`` false, with ``reason``, when the model fails in float64, L-BFGS meets a
+        ``ok`` false, with ``reason``, when the model fails in ``dtype``, L-BFGS meets a
         non-finite density or does not reach the mode, or the Hessian there is not
         positive definite (e.g. a density that grows without bound, as the centered
         eight schools' does as tau goes to 0).
     """
     pyro.set_rng_seed(seed)
-    with _float64(), pyro.settings.context(module_local_params=True), poutine.block():
-        data64 = _double(data)
+    with (
+        default_dtype(dtype),
+        pyro.settings.context(module_local_params=True),
+        poutine.block(),
+    ):
+        data64 = cast_data(data, dtype)
         guide = _PointGuide(model, init_loc_fn=ag.initialization.init_to_median)
         with torch.no_grad():
             guide._setup_prototype(**data64)
-        start = guide._init_loc().double()
+        start = guide._init_loc().to(dtype)
         sites = unconstrained_sites(guide)
         f = _negative_log_density(model, guide, data64)
         fallback = Laplace(
@@ -164,8 +154,8 @@ def laplace(model: Callable, data: dict[str, Any], *, seed: int = 0) -> Laplace:
             value = f(u.requires_grad_(True))
             (gradient,) = torch.autograd.grad(value, u)
             hessian = torch.autograd.functional.hessian(f, u.detach())
-        except (ValueError, RuntimeError) as err:  # the model's own errors in float64
-            return fallback._replace(reason=f"the model fails in float64 ({_line(err)})")
+        except (ValueError, RuntimeError) as err:  # the model's own errors in this dtype
+            return fallback._replace(reason=f"the model fails in {dtype} ({_line(err)})")
     fallback = fallback._replace(iterations=iterations)
     if not (torch.isfinite(value) and torch.isfinite(hessian).all()):
         return fallback._replace(reason="the log density is not finite at the L-BFGS point")
@@ -181,7 +171,9 @@ def laplace(model: Callable, data: dict[str, Any], *, seed: int = 0) -> Laplace:
             newton_decrement=decrement,
         )
     scale_tril = torch.linalg.cholesky(torch.cholesky_inverse(chol))
-    return Laplace(True, u.detach(), scale_tril, sites, -float(value), decrement, iterations)
+    return Laplace(
+        True, u.detach(), scale_tril, sites, -float(value.detach()), decrement, iterations
+    )
 
 
 def _line(err: BaseException) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyrovae.errors import UserError
+from pyrovae.posterior.targets.flat import flat_priors
 from pyrovae.posterior.targets.zoo import ZooModel
 
 __all__ = ["load_user_model"]
@@ -43,17 +44,43 @@ def _import_function(target: str) -> tuple[Callable[..., Any], str]:
     return fn, path.stem
 
 
-def _tensor(value: Any) -> Any:
+def _numbers(value: Any) -> Iterator[Any]:
     if isinstance(value, list):
-        return torch.tensor(value, dtype=torch.get_default_dtype())
-    return value
+        for item in value:
+            yield from _numbers(item)
+    else:
+        yield value
+
+
+def _tensor(name: str, value: Any) -> Any:
+    """A JSON array as a tensor: int64 when every entry is an integer (indices, counts),
+    bool when every entry is true/false, float64 otherwise; other values as they are."""
+    if not isinstance(value, list):
+        return value
+    entries = list(_numbers(value))
+    if not all(isinstance(v, int | float) for v in entries):
+        raise UserError(f"--data: {name!r} must be an array of numbers")
+    if entries and all(isinstance(v, bool) for v in entries):
+        dtype = torch.bool
+    elif all(isinstance(v, int) and not isinstance(v, bool) for v in entries):
+        dtype = torch.int64
+    else:
+        dtype = torch.float64
+    try:
+        return torch.tensor(value, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"--data: {name!r} is not a rectangular array ({err})") from None
 
 
 def load_user_model(target: str, data_file: str | Path | None = None) -> ZooModel:
     """A user's Pyro model ``path/to/file.py:function`` with keyword data from JSON.
 
-    Lists in the JSON become float tensors; numbers stay numbers. The reported
-    parameters are the model's latent sample sites, in the order they appear.
+    Arrays in the JSON become tensors: float64 (the comparison casts them to its
+    ``dtype``), int64 when every entry is an integer (group indices, counts: cast them
+    in the model where a float is needed), bool for true/false; numbers stay numbers.
+    ``ImproperUniform`` priors are read as :func:`~pyrovae.posterior.targets.flat.flat`
+    (:func:`~pyrovae.posterior.targets.flat.flat_priors`). The reported parameters are
+    the model's latent sample sites, in the order they appear.
 
     Raises
     ------
@@ -61,6 +88,7 @@ def load_user_model(target: str, data_file: str | Path | None = None) -> ZooMode
         Missing file or function, unreadable data, or a model that fails on the data.
     """
     fn, stem = _import_function(target)
+    fn = flat_priors(fn)
     data: dict[str, Any] = {}
     if data_file is not None:
         try:
@@ -69,14 +97,19 @@ def load_user_model(target: str, data_file: str | Path | None = None) -> ZooMode
             raise UserError(f"--data: cannot read {data_file}: {err}") from None
         if not isinstance(raw, dict):
             raise UserError(f"--data: {data_file} must hold a JSON object of keyword arguments")
-        data = {k: _tensor(v) for k, v in raw.items()}
+        data = {k: _tensor(k, v) for k, v in raw.items()}
     try:
         with torch.no_grad():
             trace = poutine.trace(fn).get_trace(**data)
+    except NotImplementedError as err:  # e.g. an improper prior's missing sample()
+        raise UserError(
+            f"{target}: a sample site cannot be drawn ({' '.join(str(err).split())}); for a "
+            "flat (improper) prior use pyrovae.flat(support), which Pyro can initialise"
+        ) from None
     except Exception as err:  # the user's model on the user's data
         raise UserError(
             f"{target} failed on the data: {type(err).__name__}: "
-            f"{' '.join(str(err).split())}; check the data's keys and shapes"
+            f"{' '.join(str(err).split())}; check the data's keys and shapes{_integer_hint(data)}"
         ) from None
     latent = {
         name: tuple(site["value"].shape)
@@ -94,4 +127,15 @@ def load_user_model(target: str, data_file: str | Path | None = None) -> ZooMode
         )
     return ZooModel(
         name=stem, model=fn, data=data, parameters=latent, description=f"user model {target}"
+    )
+
+
+def _integer_hint(data: dict[str, Any]) -> str:
+    """A hint when the data hold integer tensors (a likely cause of dtype errors)."""
+    ints = [k for k, v in data.items() if isinstance(v, torch.Tensor) and not v.is_floating_point()]
+    if not ints:
+        return ""
+    return (
+        f" (JSON arrays of integers stay integer tensors: {', '.join(ints)}; "
+        "cast them in the model, e.g. y.to(X.dtype), where a float is needed)"
     )

@@ -11,6 +11,7 @@ name                           model                                            
 ``normal_normal``              y_i ~ N(mu, 1), mu ~ N(0, 10^2), 20 draws         exact
 ``blr_known_noise``            y ~ N(X beta, 0.5^2), beta ~ N(0, I_3), N = 50    exact
 ``regression_far``             y ~ N(X beta, 1), predictors near 100 and -40     exact
+``regression_year``            y ~ N(alpha + beta x, sigma), x near 2000, flat   exact draws
 ``eight_schools_centered``     posteriordb's eight_schools_centered              posteriordb
 ``eight_schools_noncentered``  posteriordb's eight_schools_noncentered           posteriordb
 ``blr``                        posteriordb's blr with the sblrc data             posteriordb
@@ -41,6 +42,7 @@ Conventions
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,10 +52,11 @@ import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
-from torch.distributions import constraints, transform_to
+from torch.distributions import constraints
 
 from pyrovae.errors import UserError
 from pyrovae.posterior.targets import posteriordb
+from pyrovae.posterior.targets.flat import flat
 from pyrovae.stats.linear_gaussian import GaussianPosterior
 
 __all__ = [
@@ -71,6 +74,7 @@ MODELS: tuple[str, ...] = (
     "normal_normal",
     "blr_known_noise",
     "regression_far",
+    "regression_year",
     "eight_schools_centered",
     "eight_schools_noncentered",
     "blr",
@@ -112,6 +116,10 @@ class ZooModel:
         Exact log p(data) in nats.
     reference : str, optional
         posteriordb posterior whose reference draws apply.
+    exact_draws : callable, optional
+        ``exact_draws(generator, n)`` -> ``(n, P)`` float64 independent draws of the exact
+        posterior over the flattened parameters, for exact posteriors that are not
+        Gaussian (``generator`` a ``numpy.random.Generator``).
     """
 
     name: str
@@ -122,6 +130,7 @@ class ZooModel:
     exact: GaussianPosterior | None = None
     log_evidence: float | None = None
     reference: str | None = None
+    exact_draws: Callable[[np.random.Generator, int], np.ndarray] | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -233,24 +242,6 @@ def flatten(
 # Helpers
 
 
-class _FlatPrior(dist.ImproperUniform):
-    """``ImproperUniform`` whose ``sample`` gives a fixed feasible point.
-
-    ``log_prob`` is zero as for ``ImproperUniform``; ``sample`` returns the
-    image of zero under ``transform_to(support)`` instead of raising, so that
-    Pyro's initialization strategies (``init_to_uniform`` for NUTS,
-    ``init_to_feasible`` for autoguides) and ``poutine.trace`` work. These
-    "draws" are no prior draws: the prior is improper.
-    """
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(_FlatPrior, _instance)
-        return super().expand(batch_shape, _instance=new)
-
-    def sample(self, sample_shape=torch.Size()):  # noqa: B008 (torch's signature)
-        return transform_to(self.support)(torch.zeros(self._extended_shape(sample_shape)))
-
-
 def _linear(x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """``X beta`` for ``X`` ``(N, D)``: ``beta`` ``(D,)`` -> ``(N,)``, ``(*b, 1, D)`` -> ``(*b, N)``
 
@@ -318,6 +309,16 @@ def regression_far_model(X: torch.Tensor, y: torch.Tensor | None = None) -> None
         pyro.sample("y", dist.Normal(_linear(X, beta), 1.0), obs=y)
 
 
+def regression_year_model(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+    """Stan's ``y ~ normal(alpha + beta * x, sigma)`` with no prior statements: flat priors
+    on alpha and beta and on sigma > 0 (:func:`~pyrovae.posterior.targets.flat.flat`)."""
+    alpha = pyro.sample("alpha", flat())
+    beta = pyro.sample("beta", flat())
+    sigma = pyro.sample("sigma", flat(constraints.positive))
+    with pyro.plate("obs", x.shape[-1]):
+        pyro.sample("y", dist.Normal(alpha + beta * x, sigma), obs=y)
+
+
 def _eight_schools_hyper(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mu = pyro.sample("mu", dist.Normal(sigma.new_zeros(()), 5.0))
     tau = pyro.sample("tau", dist.HalfCauchy(sigma.new_tensor(5.0)))
@@ -355,7 +356,7 @@ def blr_model(X: torch.Tensor, y: torch.Tensor | None = None) -> None:
 def kidscore_momiq_model(mom_iq: torch.Tensor, kid_score: torch.Tensor | None = None) -> None:
     """posteriordb's kidscore_momiq: flat prior on beta (2,), sigma ~ HalfCauchy(2.5),
     kid_score ~ N(beta[1] + beta[2] * mom_iq, sigma)."""
-    beta = pyro.sample("beta", _FlatPrior(constraints.real, (), (2,)))
+    beta = pyro.sample("beta", flat(event_shape=(2,)))
     sigma = pyro.sample("sigma", dist.HalfCauchy(mom_iq.new_tensor(2.5)))
     with pyro.plate("obs", mom_iq.shape[-1]):
         mean = beta[..., 0] + beta[..., 1] * mom_iq
@@ -448,6 +449,52 @@ def _regression_far(root: str | Path | None) -> ZooModel:
     )
 
 
+_YEAR_TRUE = (-40.0, 0.025, 0.5)
+
+
+def _regression_year(root: str | Path | None) -> ZooModel:
+    g = _generator(20261207)
+    n = 30
+    x = 1990.0 + 20.0 * torch.rand(n, generator=g, dtype=torch.float64)
+    alpha, beta, sigma = _YEAR_TRUE
+    y = alpha + beta * x + sigma * torch.randn(n, generator=g, dtype=torch.float64)
+    x, y = x.float(), y.float()
+    return ZooModel(
+        name="regression_year",
+        model=regression_year_model,
+        data={"x": x, "y": y},
+        parameters={"alpha": (), "beta": (), "sigma": ()},
+        description=(
+            "Linear regression on a year-like predictor, as Stan writes it without priors: "
+            "y ~ N(alpha + beta x, sigma^2), flat priors on alpha, beta and sigma > 0; 30 "
+            "seeded rows with x uniform on (1990, 2010), true (alpha, beta, sigma) = "
+            f"{list(_YEAR_TRUE)}. x is not centred, so alpha and beta are correlated "
+            "-0.99999 a posteriori and their sds differ 2,000-fold: a diagonal mass matrix "
+            "makes NUTS hit its maximum tree depth, a dense one does not. Exact draws "
+            "(sigma^2 is inverse-gamma, (alpha, beta) given sigma Gaussian)."
+        ),
+        exact_draws=functools.partial(_flat_regression_draws, x.double(), y.double()),
+    )
+
+
+def _flat_regression_draws(
+    x: torch.Tensor, y: torch.Tensor, generator: np.random.Generator, n: int
+) -> np.ndarray:
+    """``(n, 3)`` exact draws of (alpha, beta, sigma) for y ~ N(alpha + beta x, sigma^2)
+    with flat priors: sigma^2 ~ InvGamma((N - 3) / 2, RSS / 2) and (alpha, beta) | sigma ~
+    N(b_hat, sigma^2 (X'X)^-1), X = [1, x] (Gelman et al., BDA3 section 14.2, with
+    p(sigma) flat instead of p(log sigma) flat)."""
+    design = np.stack([np.ones(len(x)), x.numpy()], axis=1)
+    target = y.numpy()
+    gram_inv = np.linalg.inv(design.T @ design)
+    b_hat = gram_inv @ design.T @ target
+    rss = float(np.sum((target - design @ b_hat) ** 2))
+    variance = (rss / 2) / generator.gamma((len(target) - 3) / 2, size=n)
+    chol = np.linalg.cholesky(gram_inv)
+    b = b_hat + np.sqrt(variance)[:, None] * (generator.standard_normal((n, 2)) @ chol.T)
+    return np.column_stack([b, np.sqrt(variance)])
+
+
 def _eight_schools(centered: bool) -> ZooModel:
     kind = "centered" if centered else "noncentered"
     how = (
@@ -524,6 +571,7 @@ _BUILDERS: dict[str, Callable[[str | Path | None], ZooModel]] = {
     "normal_normal": _normal_normal,
     "blr_known_noise": _blr_known_noise,
     "regression_far": _regression_far,
+    "regression_year": _regression_year,
     "eight_schools_centered": lambda root: _eight_schools(centered=True),
     "eight_schools_noncentered": lambda root: _eight_schools(centered=False),
     "blr": _blr,
