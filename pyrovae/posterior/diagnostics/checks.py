@@ -1,5 +1,6 @@
 """Summaries and convergence checks of a posterior: ``arviz.summary`` with Stan labels,
-and one-line warnings for R-hat, ESS and divergences against named thresholds."""
+and one-line warnings for R-hat, ESS, maximum tree depth and divergences against named
+thresholds."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from pyrovae.errors import UserError
+from pyrovae.posterior.inference.sampler_notes import treedepth_warning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,6 +110,18 @@ def _divergences(idata: az.InferenceData) -> list[int] | None:
     return None
 
 
+def _treedepth_line(idata: az.InferenceData) -> str | None:
+    """The maximum-tree-depth warning of a NUTS run's InferenceData, or ``None``."""
+    stats = getattr(idata, "sample_stats", None)
+    depth = idata.attrs.get("max_tree_depth")
+    if stats is None or "tree_size" not in stats or depth is None:
+        return None
+    steps = np.asarray(stats["tree_size"].values)
+    hits = int((steps >= 2 ** int(depth) - 1).sum())
+    mass = str(idata.attrs.get("mass", "diag"))
+    return treedepth_warning(hits, int(steps.size), int(depth), mass)
+
+
 def warnings(idata: az.InferenceData) -> list[str]:
     """Convergence warnings, one line each; an empty list when all is fine.
 
@@ -116,6 +130,9 @@ def warnings(idata: az.InferenceData) -> list[str]:
       the two halves of the one chain, which does not detect a chain stuck in one mode).
     * Bulk and tail ESS below :data:`ESS_MIN_PER_CHAIN` times the number of chains: the
       variables and their smallest value.
+    * More than :data:`~pyrovae.posterior.inference.sampler_notes.TREEDEPTH_WARN_FRACTION`
+      of the NUTS transitions at the maximum tree depth (``sample_stats.tree_size``
+      against ``attrs["max_tree_depth"]``), with what to do.
     * Divergent transitions, from ``sample_stats.diverging`` or ``attrs["divergences"]``.
     """
     if "posterior" not in idata.groups():
@@ -145,6 +162,9 @@ def warnings(idata: az.InferenceData) -> list[str]:
                 f"ess_{kind} < {minimum} ({ESS_MIN_PER_CHAIN} per chain x {chains} chain(s)) "
                 f"for {len(ess)} variable(s), smallest value: {listing(ess)}"
             )
+    depth = _treedepth_line(idata)
+    if depth:
+        out.append(depth)
     divergences = _divergences(idata)
     if divergences and sum(divergences) > 0:
         out.append(

@@ -82,7 +82,9 @@ def from_mcmc(
           always in ``attrs["divergences"]`` (a list, one per chain) for NUTS/HMC;
           Metropolis has neither.
 
-        ``attrs``: ``method``, ``kernel``, ``seconds``, ``divergences``.
+        ``attrs``: ``method``, ``kernel``, ``seconds``, ``divergences``, and where the
+        result has them ``mass`` (dense, diag, isotropic), ``start`` (how warm-up
+        started) and ``max_tree_depth`` (NUTS).
     """
     samples = result.samples
     if parameters is not None:
@@ -152,6 +154,9 @@ def from_mcmc(
         "kernel": str(result.kernel),
         "seconds": optional_float("seconds", result.seconds),
         "divergences": divergences,
+        "mass": getattr(result, "mass", None),
+        "start": getattr(result, "start", None) or None,
+        "max_tree_depth": getattr(result, "max_tree_depth", None),
     }
     groups = data_groups(
         chains,

@@ -48,18 +48,27 @@ from pyro.infer.mcmc import RandomWalkKernel
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.infer.mcmc.util import initialize_model
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
+from pyro.poutine.util import site_is_subsample
+from torch.distributions import biject_to
 
 from pyrovae.errors import UserError
+from pyrovae.posterior.inference import deadline
+from pyrovae.posterior.inference.warm_start import LaplaceMass, WarmStart, warm_start
 
 __all__ = [
+    "DENSE_MASS_MAX_DIM",
     "KERNELS",
+    "MASS",
+    "MAX_TREE_DEPTH",
     "METROPOLIS_EXTRA",
     "METROPOLIS_INIT_SCALE",
     "ChainResult",
     "McmcResult",
     "build_kernel",
+    "resolve_mass",
     "run_chain",
     "run_mcmc",
+    "unconstrained_size",
 ]
 
 METROPOLIS_EXTRA = 4
@@ -71,6 +80,22 @@ KERNELS = ("nuts", "hmc", "metropolis")
 
 METROPOLIS_INIT_SCALE = 0.1
 """Initial proposal scale of the Metropolis kernel (Pyro's default ``init_step_size``)."""
+
+MASS = ("auto", "dense", "diag")
+"""Mass matrices NUTS/HMC adapt in warm-up: ``dense`` (a full covariance, which undoes
+linear correlation and scale differences), ``diag`` (one scale per coordinate) or
+``auto`` (dense up to :data:`DENSE_MASS_MAX_DIM` unconstrained values, diagonal above)."""
+
+DENSE_MASS_MAX_DIM = 50
+"""``mass="auto"`` adapts a dense mass matrix up to this many unconstrained values.
+Measured by ``benchmarks/mass_matrix.py`` (docs/benchmarks.md): on posteriors that a
+diagonal matrix already suits, dense costs ESS per second as the dimension grows, since
+warm-up must estimate d(d+1)/2 covariances from a few hundred draws and every leapfrog
+step multiplies by a d x d matrix; on correlated ones it gains orders of magnitude."""
+
+MAX_TREE_DEPTH = 10
+"""NUTS doubles its trajectory at most this many times: at most 2**10 - 1 = 1,023
+leapfrog steps per transition (Pyro's and Stan's default)."""
 
 _DEFAULT_TARGET_ACCEPT = {"nuts": 0.8, "hmc": 0.8, "metropolis": 0.234}
 _MIN_DRAWS_FOR_DIAGNOSTICS = 4  # split R-hat splits every chain in halves of >= 2 draws
@@ -120,6 +145,15 @@ class McmcResult(NamedTuple):
     diverging : torch.Tensor or None
         ``(chains, draws)`` bool, which kept transitions diverged (NUTS, HMC; its sum over
         draws is ``divergences``); ``None`` for Metropolis or when not recorded.
+    mass : str
+        The mass matrix adapted in warm-up: ``"dense"`` or ``"diag"`` (NUTS, HMC);
+        ``"isotropic"`` for Metropolis (one proposal scale).
+    max_tree_depth : int or None
+        NUTS's largest tree depth (a transition of :attr:`max_tree_steps` leapfrog steps
+        reached it); ``None`` for HMC and Metropolis.
+    start : str
+        How warm-up started: ``"laplace"`` (:mod:`~pyrovae.posterior.inference.warm_start`)
+        or ``"pyro's default (<why>)"``.
     """
 
     kernel: str
@@ -132,6 +166,23 @@ class McmcResult(NamedTuple):
     ess: dict[str, torch.Tensor]
     r_hat: dict[str, torch.Tensor]
     diverging: torch.Tensor | None = None
+    mass: str = "diag"
+    max_tree_depth: int | None = None
+    start: str = ""
+
+    @property
+    def max_tree_steps(self) -> int | None:
+        """Leapfrog steps of a NUTS transition that reached :attr:`max_tree_depth`."""
+        return None if self.max_tree_depth is None else 2**self.max_tree_depth - 1
+
+    @property
+    def treedepth_hits(self) -> torch.Tensor | None:
+        """``(chains,)`` int64, kept NUTS transitions that reached the maximum tree depth
+        (as Stan counts them: the trajectory was doubled as often as allowed); ``None``
+        for HMC and Metropolis."""
+        if self.max_tree_steps is None or self.num_steps is None:
+            return None
+        return (self.num_steps >= self.max_tree_steps).sum(dim=1)
 
     @property
     def min_ess(self) -> float:
@@ -176,7 +227,7 @@ class ChainResult(NamedTuple):
     diverging: torch.Tensor | None = None
 
 
-class _CountingNUTS(NUTS):
+class _CountingNUTS(LaplaceMass, NUTS):
     """NUTS that counts the leapfrog steps of each transition in ``leapfrog_steps``.
 
     Every leaf of the NUTS doubling tree is one call of ``_build_basetree``, which takes
@@ -194,6 +245,10 @@ class _CountingNUTS(NUTS):
     def _build_basetree(self, *args, **kwargs):
         self.leapfrog_steps += 1
         return super()._build_basetree(*args, **kwargs)
+
+
+class _LaplaceHMC(LaplaceMass, HMC):
+    """Pyro's HMC whose first inverse mass matrix may come from a Laplace approximation."""
 
 
 class _RandomWalk(RandomWalkKernel):
@@ -246,6 +301,9 @@ def build_kernel(
     target_accept_prob: float | None = None,
     init_strategy: Callable[..., Any] | None = None,
     max_plate_nesting: int | None = None,
+    full_mass: bool = False,
+    max_tree_depth: int = MAX_TREE_DEPTH,
+    initial_inverse_mass: dict[str, torch.Tensor] | None = None,
 ) -> MCMCKernel:
     """Build a fresh, unadapted Pyro kernel.
 
@@ -266,6 +324,14 @@ def build_kernel(
         Pyro's ``init_to_uniform``.
     max_plate_nesting : int, optional
         Passed to Pyro's model initialisation; inferred when ``None``.
+    full_mass : bool
+        Adapt a dense mass matrix in warm-up instead of a diagonal one (NUTS/HMC).
+    max_tree_depth : int
+        NUTS's largest tree depth (ignored by HMC and Metropolis).
+    initial_inverse_mass : dict, optional
+        ``{"dense": (D, D), "diag": (D,)}``: the inverse mass matrix warm-up starts from
+        (:attr:`~pyrovae.posterior.inference.warm_start.WarmStart.covariance`) instead of
+        the identity (NUTS/HMC).
 
     Returns
     -------
@@ -285,11 +351,17 @@ def build_kernel(
         "ignore_jit_warnings": True,
         "target_accept_prob": target,
         "max_plate_nesting": max_plate_nesting,
+        "full_mass": full_mass,
     }
     if init_strategy is not None:
         options["init_strategy"] = init_strategy
-    cls = _CountingNUTS if kernel == "nuts" else HMC
-    return cls(model, **options)
+    built = (
+        _CountingNUTS(model, max_tree_depth=max_tree_depth, **options)
+        if kernel == "nuts"
+        else _LaplaceHMC(model, **options)
+    )
+    built.initial_inverse_mass = initial_inverse_mass
+    return built
 
 
 class _Recorder:
@@ -308,6 +380,7 @@ class _Recorder:
         self.diverging: torch.Tensor | None = None
 
     def __call__(self, kernel: MCMCKernel, params: Any, stage: str, i: int) -> None:
+        deadline.check()  # every iteration, warm-up included
         if not stage.startswith("Sample"):
             return
         steps = _leapfrog_steps(kernel)
@@ -426,6 +499,28 @@ def _deterministic_draws(
     return {name: out[name].reshape((draws, *shape)) for name, shape in shapes.items()}
 
 
+def unconstrained_size(model: Callable[..., Any], model_kwargs: dict[str, Any]) -> int:
+    """Number of unconstrained values the samplers move: the latent sites of one run of
+    the model, each mapped to the real space by ``biject_to`` of its support."""
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(model).get_trace(**model_kwargs)
+    size = 0
+    for site in trace.nodes.values():
+        if site["type"] == "sample" and not site["is_observed"]:
+            if site["infer"].get("_deterministic", False) or site_is_subsample(site):
+                continue
+            size += biject_to(site["fn"].support).inv(site["value"]).numel()
+    return size
+
+
+def resolve_mass(mass: str, size: int) -> str:
+    """``"dense"`` or ``"diag"`` for ``mass`` in :data:`MASS` and ``size`` unconstrained
+    values (``"auto"``: dense up to :data:`DENSE_MASS_MAX_DIM`)."""
+    if mass == "auto":
+        return "dense" if size <= DENSE_MASS_MAX_DIM else "diag"
+    return mass
+
+
 def _site_diagnostics(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ESS and split R-hat, each of shape ``site_shape``, from ``(chains, draws, *site_shape)``."""
     if draws.shape[1] < _MIN_DRAWS_FOR_DIAGNOSTICS:
@@ -450,6 +545,7 @@ def _validate(
     seed: Any,
     target_accept_prob: Any,
     max_plate_nesting: Any,
+    mass: Any = "auto",
 ) -> None:
     """Raise :class:`~pyrovae.errors.UserError` on the first bad argument of run_mcmc."""
     if not callable(model):
@@ -472,6 +568,8 @@ def _validate(
         )
     if max_plate_nesting is not None:
         _check_int("max_plate_nesting", max_plate_nesting, 0)
+    if mass not in MASS:
+        raise UserError(f"mass must be one of {', '.join(MASS)}; got {mass!r}")
 
 
 def run_mcmc(
@@ -488,6 +586,9 @@ def run_mcmc(
     init_strategy: Callable[..., Any] | None = None,
     max_plate_nesting: int | None = None,
     progress: bool = False,
+    mass: str = "auto",
+    laplace_start: bool = True,
+    max_tree_depth: int = MAX_TREE_DEPTH,
 ) -> McmcResult:
     """Sample a Pyro model's posterior with NUTS, HMC or Metropolis; chains run in sequence.
 
@@ -517,6 +618,15 @@ def run_mcmc(
         Passed to Pyro's model initialisation.
     progress : bool
         Show Pyro's progress bar per chain.
+    mass : {"auto", "dense", "diag"}
+        Mass matrix NUTS/HMC adapt in warm-up (see :data:`MASS`); ignored by Metropolis.
+    laplace_start : bool
+        NUTS/HMC: start warm-up from the Laplace approximation's covariance as inverse
+        mass matrix and each chain at a draw of it
+        (:mod:`~pyrovae.posterior.inference.warm_start`; a given ``init_strategy`` wins
+        for the points). Without a Laplace approximation, Pyro's own start.
+    max_tree_depth : int
+        NUTS's cap on the doublings of a trajectory (default :data:`MAX_TREE_DEPTH`).
 
     Returns
     -------
@@ -538,9 +648,16 @@ def run_mcmc(
         seed,
         target_accept_prob,
         max_plate_nesting,
+        mass,
     )
+    _check_int("max_tree_depth", max_tree_depth, 1)
     model_kwargs = dict(model_kwargs or {})
     deterministic = _deterministic_shapes(model, model_kwargs)
+    if kernel == "metropolis":
+        mass = "isotropic"
+    else:
+        mass = resolve_mass(mass, unconstrained_size(model, model_kwargs))
+    start = _start(model, model_kwargs, kernel, laplace_start, init_strategy, seed)
     chains = []
     for c in range(num_chains):
         mcmc_kernel = build_kernel(
@@ -548,8 +665,11 @@ def run_mcmc(
             kernel,
             jit_compile=jit_compile,
             target_accept_prob=target_accept_prob,
-            init_strategy=init_strategy,
+            init_strategy=init_strategy or start.init_strategy(seed + c),
             max_plate_nesting=max_plate_nesting,
+            full_mass=mass == "dense",
+            initial_inverse_mass=start.covariance or None,
+            max_tree_depth=max_tree_depth,
         )
         chains.append(
             run_chain(
@@ -563,7 +683,30 @@ def run_mcmc(
                 progress=progress,
             )
         )
-    return _combine(kernel, chains)
+    return _combine(kernel, chains)._replace(
+        mass=mass,
+        max_tree_depth=max_tree_depth if kernel == "nuts" else None,
+        start="laplace" if start.ok else f"pyro's default ({start.reason})",
+    )
+
+
+def _start(
+    model: Callable[..., Any],
+    model_kwargs: dict[str, Any],
+    kernel: str,
+    laplace_start: bool,
+    init_strategy: Callable[..., Any] | None,
+    seed: int,
+) -> WarmStart:
+    """The Laplace warm start of NUTS/HMC, or an empty one saying why there is none."""
+    if kernel == "metropolis":
+        reason = "Metropolis adapts one proposal scale"
+    elif not laplace_start:
+        reason = "laplace_start=False"
+    else:
+        return warm_start(model, model_kwargs, seed=seed)
+    empty = torch.zeros(0, dtype=torch.float64)
+    return WarmStart(False, reason, {}, empty, empty.reshape(0, 0), {})
 
 
 def _combine(kernel: str, chains: list[ChainResult]) -> McmcResult:
