@@ -57,6 +57,7 @@ from pyrovae.posterior.tables import fmt, markdown_table, write_csv
 if TYPE_CHECKING:
     import arviz as az
 
+    from pyrovae.posterior.inference.sampler_notes import SamplerNotes
     from pyrovae.posterior.inference.variational import Convergence
 
 __all__ = [
@@ -134,6 +135,8 @@ METHOD_COLUMNS = (
     "seconds",
     "ess_min",
     "ess_per_second",
+    "mass",
+    "treedepth_hits",
     "elbo",
     "log_evidence_estimate",
     "log_evidence_error",
@@ -151,8 +154,19 @@ VERDICTS = {
     "represent of this posterior",
     "flagged": "a method without a fit of its own to judge (an MCMC sampler, a VAE's "
     "amortized encoder) has a flagged problem",
+    "failed": "the method raised an error and returned no draws",
+    "stopped": "the method was stopped before it finished (a time limit or Ctrl-C) or "
+    "not started, and returned no draws",
 }
 """The ``verdict`` column of ``methods.csv``: which kind of answer a method's row is."""
+
+
+STOPPED_NOTE = (
+    "These methods did not finish (a time limit or Ctrl-C) and are left out of every "
+    "table above; the finished ones are complete. Rerun with a larger --time-limit or "
+    "--method-time-limit, or with only these methods (--methods)."
+)
+"""What ``comparison.md`` says above its list of stopped methods."""
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -190,6 +204,10 @@ class MethodResult:
         How a variational method's fits ended
         (:class:`~pyrovae.posterior.inference.variational.Convergence`); ``None`` for
         methods without an optimizer.
+    sampler : SamplerNotes or None
+        An MCMC method's mass matrix, start and maximum-tree-depth count
+        (:class:`~pyrovae.posterior.inference.sampler_notes.SamplerNotes`); its warnings
+        are flagged. ``None`` for other methods.
     """
 
     method: str
@@ -202,6 +220,7 @@ class MethodResult:
     log_evidence_estimate: float | None = None
     posterior: az.InferenceData | None = None
     convergence: Convergence | None = None
+    sampler: SamplerNotes | None = None
 
     def __post_init__(self) -> None:
         draws = as_draws(self.draws, f"draws of {self.method!r}")
@@ -250,6 +269,9 @@ class Comparison:
     failed : dict
         method -> one-line reason, for methods that raised instead of returning draws;
         they appear in ``methods.csv`` and ``comparison.md`` with the reason.
+    stopped : dict
+        method -> why it was stopped before it finished (a time limit, Ctrl-C) or not
+        started; listed like ``failed`` but apart from it.
     """
 
     reference_name: str
@@ -262,11 +284,12 @@ class Comparison:
     noise_floor: dict[str, float] = field(default_factory=dict)
     reference_posterior: az.InferenceData | None = None
     failed: dict[str, str] = field(default_factory=dict)
+    stopped: dict[str, str] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
         """Whether every method asked for returned draws."""
-        return not self.failed
+        return not self.failed and not self.stopped
 
     def to_markdown(self) -> str:
         """Methods table, then the per-parameter table, with units and flagged problems."""
@@ -300,9 +323,16 @@ class Comparison:
         return paths
 
     def _all_method_rows(self) -> list[dict]:
-        """:attr:`method_rows`, then one row per failed method (its reason as the flag)."""
-        failed = [{"method": m, "flagged": [f"failed: {r}"]} for m, r in self.failed.items()]
-        return [*self.method_rows, *failed]
+        """:attr:`method_rows`, then one row per failed or stopped method (its reason as
+        the flag, ``verdict`` "failed" or "stopped")."""
+        failed = [
+            {"method": m, "verdict": "failed", "flagged": [f"failed: {r}"]}
+            for m, r in self.failed.items()
+        ]
+        stopped = [
+            {"method": m, "verdict": "stopped", "flagged": [r]} for m, r in self.stopped.items()
+        ]
+        return [*self.method_rows, *failed, *stopped]
 
 
 def compare(
@@ -315,6 +345,7 @@ def compare(
     seed: int = 0,
     reference_posterior: az.InferenceData | None = None,
     failed: dict[str, str] | None = None,
+    stopped: dict[str, str] | None = None,
 ) -> Comparison:
     """Measure each method's draws against the reference and flag clear problems.
 
@@ -342,6 +373,9 @@ def compare(
         Kept in :attr:`Comparison.reference_posterior` (not used by the metrics).
     failed : dict, optional
         method -> reason, for methods that raised; kept in :attr:`Comparison.failed`.
+    stopped : dict, optional
+        method -> reason, for methods stopped or not run; kept in
+        :attr:`Comparison.stopped`.
 
     Returns
     -------
@@ -378,6 +412,7 @@ def compare(
         noise_floor=floor,
         reference_posterior=reference_posterior,
         failed=dict(failed or {}),
+        stopped=dict(stopped or {}),
     )
 
 
@@ -431,6 +466,8 @@ def _method_row(
         "seconds": result.seconds,
         "ess_min": ess_min,
         "ess_per_second": _per_second(ess_min, result.seconds),
+        "mass": None if result.sampler is None else result.sampler.mass,
+        "treedepth_hits": None if result.sampler is None else result.sampler.treedepth_fraction,
         "elbo": result.elbo,
         "log_evidence_estimate": estimate,
         "log_evidence_error": (
@@ -480,6 +517,8 @@ def _flags(result: MethodResult, rows: list[dict], floor: dict[str, float]) -> l
     fit = result.convergence
     if fit is not None and not fit.converged:
         flags.append(fit.judged)
+    if result.sampler is not None:
+        flags.extend(result.sampler.warnings())
     if result.khat is not None and result.khat > KHAT_THRESHOLD:
         seeds = f" (worst of {len(result.khats)} seeds)" if len(result.khats) > 1 else ""
         flags.append(f"k-hat {result.khat:.2g} > {KHAT_THRESHOLD}{seeds}")
@@ -584,6 +623,9 @@ def _markdown(comparison: Comparison) -> str:
     if comparison.failed:
         lines += ["", "### Failed methods", ""]
         lines += [f"- **{method}**: {reason}" for method, reason in comparison.failed.items()]
+    if comparison.stopped:
+        lines += ["", "### Stopped methods", "", STOPPED_NOTE, ""]
+        lines += [f"- **{method}**: {reason}" for method, reason in comparison.stopped.items()]
     lines += ["", "### Per parameter", ""]
     header = ["parameter", "method", "mean", "sd", "mean error (sd)", "sd ratio", "W1 (sd)"]
     lines += markdown_table(header, _summary_table_rows(comparison))

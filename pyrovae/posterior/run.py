@@ -18,16 +18,33 @@ draw), each with the pointwise ``log_likelihood`` of the observed sites and
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyrovae.errors import UserError
+from pyrovae.errors import PyrovaeError, UserError
 from pyrovae.posterior.compare import Comparison, MethodResult, compare
+from pyrovae.posterior.inference.deadline import TimeLimitReached
+from pyrovae.posterior.inference.deadline import time_limit as time_limit_of
 from pyrovae.posterior.methods import DEFAULT_METHODS, Budget, get_method
-from pyrovae.posterior.reference import find_reference, reference_posterior
+from pyrovae.posterior.reference import Reference, find_reference, reference_posterior
+from pyrovae.posterior.targets.precision import DEFAULT_DTYPE, default_dtype, with_dtype
 from pyrovae.posterior.targets.zoo import ZooModel, parameter_names
 
-__all__ = ["compare_posterior", "failure_reason", "run_method"]
+__all__ = [
+    "DEFAULT_METHOD_TIME_LIMIT",
+    "DEFAULT_TIME_LIMIT",
+    "compare_posterior",
+    "failure_reason",
+    "run_method",
+]
+
+DEFAULT_TIME_LIMIT = 600.0
+"""Seconds a whole comparison may take by default (``--time-limit``)."""
+
+DEFAULT_METHOD_TIME_LIMIT = 240.0
+"""Seconds one method may take by default (``--method-time-limit``)."""
 
 
 def failure_reason(err: BaseException) -> str:
@@ -69,6 +86,10 @@ def compare_posterior(
     seed: int = 0,
     progress: bool = False,
     predictive: bool = False,
+    dtype: str = DEFAULT_DTYPE,
+    mass: str = "auto",
+    time_limit: float | None = DEFAULT_TIME_LIMIT,
+    method_time_limit: float | None = DEFAULT_METHOD_TIME_LIMIT,
 ) -> Comparison:
     """Every method in ``methods`` against the reference for ``model``.
 
@@ -77,42 +98,117 @@ def compare_posterior(
     raises is kept out of the measures and listed in ``Comparison.failed`` with its
     one-line reason; the others are compared as usual.
 
+    Everything runs in ``dtype`` (:mod:`~pyrovae.posterior.targets.precision`; float64
+    unless told otherwise). NUTS/HMC adapt the ``mass`` matrix
+    (:data:`~pyrovae.posterior.inference.mcmc.MASS`). ``time_limit`` bounds the whole
+    comparison (reference included) and ``method_time_limit`` each method, in seconds
+    (``None``: no limit). A method stopped by a limit or by Ctrl-C is listed in
+    ``Comparison.stopped``, as are the methods not started after it; the finished
+    ones are compared as usual. With ``progress``, one line per method goes to stderr.
+
     Raises
     ------
     UserError
         An unknown method name, or a reference that cannot be had.
+    PyrovaeError
+        The reference did not finish within ``time_limit`` (nothing to compare with).
     """
     for name in methods:
         get_method(name)  # every name checked before anything runs
+    model = with_dtype(model, dtype)
+    with default_dtype(dtype), time_limit_of(time_limit, "the comparison's time limit"):
+        reference = _reference(model, reference_file, seed=seed, progress=progress)
+        results, failed, stopped = _run_methods(
+            model,
+            methods,
+            budget=Budget(draws=num_samples, restarts=seeds, mass=mass),
+            seed=seed,
+            progress=progress,
+            predictive=predictive,
+            method_time_limit=method_time_limit,
+        )
+        return compare(
+            reference.draws,
+            tuple(parameter_names(model.parameters)),
+            results,
+            reference_name=reference.source,
+            log_evidence=model.log_evidence,
+            seed=seed,
+            reference_posterior=reference_posterior(
+                model, reference, predictive=predictive, seed=seed
+            ),
+            failed=failed,
+            stopped=stopped,
+        )
+
+
+def _reference(
+    model: ZooModel, reference_file: str | Path | None, *, seed: int, progress: bool
+) -> Reference:
     try:
-        reference = find_reference(model, reference_file, seed=seed, progress=progress)
+        return find_reference(model, reference_file, seed=seed, progress=progress)
     except UserError:
         raise
+    except TimeLimitReached as err:
+        raise PyrovaeError(
+            f"the reference for {model.name} (a long NUTS run) {err}: nothing to compare "
+            "with; raise --time-limit or give --reference draws"
+        ) from None
     except Exception as err:  # the user's model: report it in one line, never a traceback
         raise UserError(f"the reference for {model.name} failed: {failure_reason(err)}") from None
-    results, failed = [], {}
-    for name in methods:
+
+
+def _run_methods(
+    model: ZooModel,
+    methods: Sequence[str],
+    *,
+    budget: Budget,
+    seed: int,
+    progress: bool,
+    predictive: bool,
+    method_time_limit: float | None,
+) -> tuple[list[MethodResult], dict[str, str], dict[str, str]]:
+    """Each method in turn under its time limit: the results, the failed and the stopped
+    (a stopped method ends the loop when the limit was the whole comparison's or the
+    user pressed Ctrl-C; the methods after it are listed as not started)."""
+    results: list[MethodResult] = []
+    failed: dict[str, str] = {}
+    stopped: dict[str, str] = {}
+    for i, name in enumerate(methods):
+        if stopped and _ends_comparison(next(reversed(stopped.values()))):
+            stopped[name] = f"not started: {_NOT_STARTED}"
+            continue
+        _say(progress, f"[{i + 1}/{len(methods)}] {name} ...")
+        began = time.perf_counter()
         try:
-            results.append(
-                run_method(
-                    model,
-                    name,
-                    num_samples=num_samples,
-                    seeds=seeds,
-                    seed=seed,
-                    progress=progress,
-                    predictive=predictive,
+            with time_limit_of(method_time_limit, "the time limit per method"):
+                results.append(
+                    get_method(name).run(
+                        model, seed=seed, budget=budget, progress=progress, predictive=predictive
+                    )
                 )
-            )
+        except TimeLimitReached as err:
+            stopped[name] = f"{err} after {time.perf_counter() - began:.0f} s"
+        except KeyboardInterrupt:
+            stopped[name] = f"interrupted (Ctrl-C) after {time.perf_counter() - began:.0f} s"
         except Exception as err:  # one method's failure does not lose the others
             failed[name] = failure_reason(err)
-    return compare(
-        reference.draws,
-        tuple(parameter_names(model.parameters)),
-        results,
-        reference_name=reference.source,
-        log_evidence=model.log_evidence,
-        seed=seed,
-        reference_posterior=reference_posterior(model, reference, predictive=predictive, seed=seed),
-        failed=failed,
-    )
+        status = stopped.get(name) or (f"failed: {failed[name]}" if name in failed else "done")
+        _say(
+            progress,
+            f"[{i + 1}/{len(methods)}] {name}: {status} ({time.perf_counter() - began:.1f} s)",
+        )
+    return results, failed, stopped
+
+
+_NOT_STARTED = "the comparison was stopped before this method"
+
+
+def _ends_comparison(reason: str) -> bool:
+    """Whether a stop reason ends the whole comparison (not only its method)."""
+    return "comparison's time limit" in reason or "Ctrl-C" in reason or _NOT_STARTED in reason
+
+
+def _say(progress: bool, line: str) -> None:
+    if progress:
+        print(line, file=sys.stderr, flush=True)

@@ -48,6 +48,7 @@ from pyro.optim.clipped_adam import ClippedAdam
 from tqdm.auto import tqdm
 
 from pyrovae.errors import PyrovaeError, UserError
+from pyrovae.posterior.inference import deadline
 from pyrovae.posterior.inference.draws import importance_log_ratios, max_plate_nesting
 from pyrovae.posterior.inference.guides import FAMILIES, WhitenedGuide
 from pyrovae.posterior.inference.laplace import Laplace, laplace
@@ -423,6 +424,7 @@ def _optimize(
     previous, reductions, rounds = None, 0, 1
     with tqdm(total=max_steps, desc=f"fit {name}", disable=not progress, leave=False) as bar:
         for step in range(1, max_steps + 1):
+            deadline.check()
             loss = loss_fn(reductions == LR_REDUCTIONS)
             value = loss.item()
             if not math.isfinite(value):
