@@ -77,17 +77,22 @@ def test_warm_start_orders_sites_as_pyro_mass_matrix() -> None:
     assert torch.allclose(start.loc, torch.ones(3, dtype=torch.float64), atol=1e-5)
 
 
-def test_scaled_welford_shrinks_towards_its_target() -> None:
+def test_scaled_welford_pools_the_window_with_its_target() -> None:
     target = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
     draws = torch.randn(20, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     welford = ScaledWelford(target)
     for row in draws:
         welford.update(row)
     sample_cov = torch.cov(draws.T)
-    n = 20
-    expected = n / (n + 5) * sample_cov + 1e-3 * 5 / (n + 5) * target
+    n, k = 20, 2 + 5  # k = d + 5 pseudo-draws of the target for a dense estimate
+    expected = (n * sample_cov + k * target) / (n + k)
     assert torch.allclose(welford.get_covariance(), expected, atol=1e-12)
     assert torch.allclose(welford.get_covariance(regularize=False), sample_cov, atol=1e-12)
+    diagonal = ScaledWelford(target.diagonal())
+    for row in draws:
+        diagonal.update(row)
+    expected = (n * sample_cov.diagonal() + 5 * target.diagonal()) / (n + 5)
+    assert torch.allclose(diagonal.get_covariance(), expected, atol=1e-12)
 
 
 def _moments_within_mcse(result, model, exact: np.ndarray) -> None:

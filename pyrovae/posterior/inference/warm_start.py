@@ -15,9 +15,8 @@ exists:
   Stan's, ``n/(n+5) C + 5/(n+5) 1e-3 I``, which assumes parameters of unit scale: the
   added 1.7e-4 on a diagonal where the posterior variance is 1.3e-4 and the
   correlation -0.99999 wipes out the narrow direction, and NUTS is back at its
-  maximum tree depth. Here the shrinkage target is ``1e-3`` times the Laplace
-  covariance instead (its diagonal for a diagonal mass matrix), which is Stan's rule
-  applied in the coordinates where the Laplace Gaussian is standard;
+  maximum tree depth. Here each window's estimate is pooled with pseudo-draws of the
+  Laplace covariance instead (:class:`ScaledWelford`);
 * chain ``c`` starts at a draw of the Laplace Gaussian seeded by the chain's seed,
   so chains start apart at the posterior's own scale (R-hat can still see a chain
   that is stuck) instead of uniformly in (-2, 2) in unconstrained space.
@@ -149,19 +148,30 @@ def warm_start(model: Callable[..., Any], data: dict[str, Any], *, seed: int = 0
 
 
 class ScaledWelford(WelfordCovariance):
-    """Pyro's Welford (co)variance whose regularisation shrinks towards ``1e-3 * target``
-    (``(D,)`` for a diagonal, ``(D, D)`` for a dense estimate) instead of ``1e-3 * I``."""
+    """Pyro's Welford (co)variance regularised towards a target covariance.
+
+    At the end of a window of ``n`` draws the estimate is ``(n S + k T) / (n + k)``: the
+    window's sample (co)variance ``S`` pooled with ``k`` pseudo-draws of the target
+    ``T`` (the Laplace covariance), ``k = 5`` for a diagonal and ``k = d + 5`` for a
+    dense ``(d, d)`` estimate. Stan's rule, ``n/(n+5) S + 5/(n+5) 1e-3 I``, assumes unit
+    scales and, for a dense matrix, ``n`` well above ``d``: Pyro's first windows hold
+    25 to 75 draws, so at d = 50 the sample covariance is singular and the ``1e-3``
+    floor is all there is in half the directions, which sends NUTS to its maximum tree
+    depth. Pooling with the target keeps every direction at its Laplace scale until
+    the draws say otherwise, and gives Stan's weights when ``d`` is small.
+    """
 
     def __init__(self, target: torch.Tensor) -> None:
         super().__init__(diagonal=target.dim() == 1)
         self.target = target
+        self.pseudo_draws = 5 if self.diagonal else target.shape[0] + 5
 
     def get_covariance(self, regularize: bool = True) -> torch.Tensor:
         cov = super().get_covariance(regularize=False)
         if not regularize:
             return cov
-        n = self.n_samples
-        return (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * self.target.to(cov.dtype)
+        n, k = self.n_samples, self.pseudo_draws
+        return (n * cov + k * self.target.to(cov.dtype)) / (n + k)
 
 
 class LaplaceMass:
