@@ -3,7 +3,8 @@
 It only parses arguments and calls the functions a Python user calls. User
 errors (bad spec, data, paths) print one line on stderr and exit with status
 2; a training failure (NaN loss) prints one line and exits with status 1; a
-comparison whose methods did not all finish writes what did and exits with
+comparison whose methods did not all finish (one failed, hit ``--time-limit`` or
+``--method-time-limit``, or Ctrl-C stopped it) writes what did and exits with
 status 3 (:data:`EXIT_PARTIAL`). Ctrl-C or SIGTERM during training stops after the
 step in progress, saves a checkpoint that ``--resume`` continues exactly, and exits
 with 130 or 143. Arguments and specs are checked before torch,
@@ -24,8 +25,9 @@ from pyrovae.errors import Interrupted, PyrovaeError, UserError
 __all__ = ["EXIT_PARTIAL", "main"]
 
 EXIT_PARTIAL = 3
-"""Exit status of a comparison in which some methods failed: the others were written,
-and the tables name each failed method with its reason."""
+"""Exit status of a comparison in which some methods failed or were stopped (a time
+limit, Ctrl-C): the others were written, and the tables name each failed or stopped
+method with its reason."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +60,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _limit(text: str) -> float | None:
+    """A time limit in seconds: a non-negative number; 0 means none (``None``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 (0: no limit), got {text!r}")
+    return value or None
 
 
 def _add_particles(p: argparse.ArgumentParser) -> None:
@@ -108,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_family(sub)
     _add_compare(sub)
+    _add_sbc(sub)
     inspect = sub.add_parser(
         "inspect",
         help="summarise a saved posterior (.nc)",
@@ -226,6 +240,34 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         help="also save posterior predictive draws (one replicate of the data per draw) "
         "in each posteriors/<method>.nc (models only)",
     )
+    compare.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="precision of the model's data and densities (default float64, as Stan; models)",
+    )
+    compare.add_argument(
+        "--mass",
+        choices=("auto", "dense", "diag"),
+        default="auto",
+        help="mass matrix NUTS/HMC adapt in warm-up: dense undoes correlation and scale "
+        "differences; auto is dense up to 100 unconstrained values (default auto; models)",
+    )
+    compare.add_argument(
+        "--time-limit",
+        type=_limit,
+        default=600.0,
+        metavar="SECONDS",
+        help="limit on the whole comparison, reference included; 0: none (default 600; "
+        "models). Methods that finished are written; exit status 3 when any was stopped",
+    )
+    compare.add_argument(
+        "--method-time-limit",
+        type=_limit,
+        default=240.0,
+        metavar="SECONDS",
+        help="limit on each method; 0: none (default 240; models)",
+    )
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -312,6 +354,8 @@ def _print_comparison(comparison, out: Path) -> None:
         )
     for method, reason in comparison.failed.items():
         print(f"{method:>16}: failed: {reason}")
+    for method, reason in comparison.stopped.items():
+        print(f"{method:>16}: {reason}")
     print(
         f"reference: {comparison.reference_name}; tables (comparison.md, arviz_summary.md, "
         f"loo.md where there is a log-likelihood), figures and posteriors/*.nc "
@@ -403,11 +447,115 @@ def _compare(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         progress=not args.quiet,
         predictive=args.predictive,
+        dtype=args.dtype,
+        mass=args.mass,
+        time_limit=args.time_limit,
+        method_time_limit=args.method_time_limit,
     )
     comparison.write(out)
     _write_posteriors(comparison, out, {name: m.chains for name, m in METHODS.items()})
     _print_comparison(comparison, out)
     return 0 if comparison.complete else EXIT_PARTIAL
+
+
+def _add_sbc(sub: argparse._SubParsersAction) -> None:
+    sbc = sub.add_parser(
+        "sbc",
+        help="simulation-based calibration of the methods on a model, or of a VAE's encoder",
+        description="Simulation-based calibration (Talts et al. 2018): draw parameters from the "
+        "prior and data from the model, fit each method, and test whether the ranks of the true "
+        "values among its posterior draws are uniform (chi-square and z-tests of bias and "
+        "dispersion; Bonferroni over a method's parameters). For a trained VAE run, the "
+        "amortized version: z ~ p(z), x ~ p(x|z), ranks of z under q(z|x), per latent "
+        "dimension. Writes sbc.md, sbc.csv, ranks.csv and "
+        "ECDF-difference figures; exits 0 whether or not calibration passed.",
+    )
+    sbc.add_argument(
+        "target", help="RUN_DIR, a built-in model name, or path/to/file.py:model_fn (with --data)"
+    )
+    sbc.add_argument(
+        "--methods", help="comma-separated registered method names (models; default: nuts)"
+    )
+    sbc.add_argument(
+        "--data",
+        type=Path,
+        help="JSON object of keyword arguments for a model given as file.py:function",
+    )
+    sbc.add_argument(
+        "--out", type=Path, help="output folder (default: RUN_DIR/sbc, or runs/sbc-<name>-<time>)"
+    )
+    sbc.add_argument(
+        "--replications",
+        type=_positive_int,
+        metavar="N",
+        help="simulated data sets (default 100 for a model, 2000 for a run; at least 20)",
+    )
+    sbc.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=100,
+        metavar="L",
+        help="posterior draws per replication, so ranks are 0..L (default 100)",
+    )
+    sbc.add_argument("--seed", type=int, default=0, help="seed of the replications (default 0)")
+    sbc.add_argument(
+        "--warmup",
+        type=_positive_int,
+        metavar="STEPS",
+        help="MCMC warm-up steps per fit (models; default 200)",
+    )
+    sbc.add_argument(
+        "--dtype", choices=("float64", "float32"), help="precision of a model (default float64)"
+    )
+    sbc.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _sbc(args: argparse.Namespace) -> int:
+    from pyrovae.train.rundir import CHECKPOINT
+
+    target = Path(args.target)
+    if (target / CHECKPOINT).is_file():
+        if args.methods or args.data or args.warmup or args.dtype:
+            raise UserError(
+                "--methods, --data, --warmup and --dtype apply to models; a run directory "
+                "calibrates its encoder q(z|x)"
+            )
+        from pyrovae.sbc import sbc_run, summary_lines
+
+        outcome = sbc_run(
+            target,
+            args.out,
+            replications=args.replications or 2000,
+            draws=args.samples,
+            seed=args.seed,
+        )
+    else:
+        from pyrovae.posterior.targets.user import load_user_model
+        from pyrovae.posterior.targets.zoo import get_model
+        from pyrovae.sbc import sbc_model, summary_lines
+
+        if ":" in args.target:
+            model = load_user_model(args.target, args.data)
+        elif args.data is not None:
+            raise UserError("--data applies to a model given as path/to/file.py:function")
+        else:
+            model = get_model(args.target)
+        methods = [m.strip() for m in args.methods.split(",")] if args.methods else ["nuts"]
+        options = {"warmup": args.warmup} if args.warmup else {}
+        outcome = sbc_model(
+            model,
+            methods,
+            args.out or _default_out(f"sbc-{model.name}"),
+            replications=args.replications or 100,
+            draws=args.samples,
+            seed=args.seed,
+            dtype=args.dtype or "float64",
+            progress=not args.quiet,
+            **options,
+        )
+    for line in summary_lines(outcome):
+        print(line)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -420,6 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "family": _family,
         "compare": _compare,
         "inspect": _inspect,
+        "sbc": _sbc,
     }
     try:
         status = commands[args.command](args)

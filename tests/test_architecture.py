@@ -19,7 +19,7 @@ PACKAGE = ROOT / "pyrovae"
 
 LINES: dict[str, list[str]] = {
     # top to bottom; "a|b" are siblings at one level, independent of each other
-    "application": ["pyrovae", "pyrovae.cli", "pyrovae.family", "pyrovae.pipeline"],
+    "application": ["pyrovae", "pyrovae.cli", "pyrovae.family|pyrovae.sbc", "pyrovae.pipeline"],
     "bridge": ["pyrovae.local"],
     "vae": [
         "pyrovae.report",
@@ -29,6 +29,7 @@ LINES: dict[str, list[str]] = {
         "pyrovae.nets|pyrovae.data",
     ],
     "comparison": [
+        "pyrovae.posterior.sbc",
         "pyrovae.posterior.run",
         "pyrovae.posterior.reference",
         "pyrovae.posterior.methods|pyrovae.posterior.files",

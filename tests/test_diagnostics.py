@@ -117,6 +117,7 @@ def test_from_mcmc_nuts_posterior_and_sample_stats():
         "kernel": "nuts",
         "seconds": 1.5,
         "divergences": [0] * 4,
+        "mass": "diag",  # McmcResult's default; no start or tree depth given here
     }
     assert not [w for w in diagnostics.warnings(idata) if "divergent" in w]
 

@@ -47,6 +47,7 @@ Modules
 ``checks``             :func:`summary`, :func:`warnings` and their thresholds
 ``loo``                :func:`loo`, :func:`loo_mcse`, :func:`loo_table`
 ``overlays``           :func:`plot_overlays`
+``ecdf``               :func:`plot_rank_ecdf` (SBC ranks, ECDF-difference plots)
 =====================  ==============================================================
 
 Import the names from here (``from pyrovae.posterior import diagnostics``); the modules
@@ -58,6 +59,7 @@ Every use of the ArviZ API lives in this package (it is written for the ArviZ 0.
 from pyrovae.posterior.diagnostics._build import NO_LOO
 from pyrovae.posterior.diagnostics.checks import ESS_MIN_PER_CHAIN, RHAT_MAX, summary, warnings
 from pyrovae.posterior.diagnostics.draws import LOCAL_DIMS, LOCAL_LOO_NOTE, from_local, from_samples
+from pyrovae.posterior.diagnostics.ecdf import plot_rank_ecdf
 from pyrovae.posterior.diagnostics.flat import from_flat
 from pyrovae.posterior.diagnostics.loo import LOO_COLUMNS, loo, loo_mcse, loo_table, loo_variables
 from pyrovae.posterior.diagnostics.mcmc import from_mcmc
@@ -91,6 +93,7 @@ __all__ = [
     "loo_table",
     "loo_variables",
     "plot_overlays",
+    "plot_rank_ecdf",
     "save",
     "summary",
     "warnings",

@@ -29,6 +29,14 @@ class Budget(NamedTuple):
     restarts: int = 3
     """Fits from different seeds, for methods whose answer depends on the start
     (the variational fits' k-hat is the worst over them); others ignore it."""
+    warmup: int | None = None
+    """MCMC warm-up steps per chain; ``None``: the method's own default. Others ignore it."""
+    chains: int | None = None
+    """MCMC chains; ``None``: the method's own (:attr:`Method.chains`). Others ignore it.
+    (Simulation-based calibration runs one short chain per fit.)"""
+    mass: str = "auto"
+    """NUTS/HMC mass matrix, one of :data:`~pyrovae.posterior.inference.mcmc.MASS`
+    (``--mass``). Others ignore it."""
 
 
 @runtime_checkable

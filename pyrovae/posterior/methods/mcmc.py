@@ -14,6 +14,7 @@ from pyrovae.posterior import diagnostics
 from pyrovae.posterior.compare import MethodResult
 from pyrovae.posterior.inference.mcmc import METROPOLIS_EXTRA, McmcResult, run_mcmc
 from pyrovae.posterior.inference.pointwise import pointwise
+from pyrovae.posterior.inference.sampler_notes import sampler_notes
 from pyrovae.posterior.methods.base import Budget, converter_groups, flat_chains
 from pyrovae.posterior.targets.zoo import ZooModel, flatten
 
@@ -67,17 +68,21 @@ class McmcMethod:
         predictive: bool = False,
     ) -> MethodResult:
         """``budget.draws * steps_factor`` draws over :attr:`chains` chains; warm-up of at least
-        500 steps a chain (times ``steps_factor``)."""
-        per_chain = max(1, budget.draws // self.chains)
+        500 steps a chain (times ``steps_factor``); ``budget.warmup`` and ``budget.chains``
+        override the warm-up and the chains when given."""
+        chains = budget.chains or self.chains
+        per_chain = max(1, budget.draws // chains)
+        warmup = max(500, per_chain) if budget.warmup is None else budget.warmup
         result = run_mcmc(
             target.model,
             target.data,
             kernel=self.name,
             num_samples=per_chain * self.steps_factor,
-            warmup_steps=max(500, per_chain) * self.steps_factor,
-            num_chains=self.chains,
+            warmup_steps=warmup * self.steps_factor,
+            num_chains=chains,
             seed=seed,
             progress=progress,
+            mass=budget.mass,
         )
         ess = flatten({k: v.unsqueeze(0) for k, v in result.ess.items()}, target.parameters)[0]
         posterior = mcmc_posterior(target, result, self.name, predictive=predictive, seed=seed)
@@ -87,6 +92,7 @@ class McmcMethod:
             seconds=result.seconds,
             ess=ess,
             posterior=posterior,
+            sampler=sampler_notes(result),
         )
 
 
