@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pyrovae.errors import PyrovaeError, UserError
 from pyrovae.posterior.compare import Comparison, MethodResult, compare
-from pyrovae.posterior.inference.deadline import TimeLimitReached
+from pyrovae.posterior.inference.deadline import TimeLimitReached, remaining
 from pyrovae.posterior.inference.deadline import time_limit as time_limit_of
 from pyrovae.posterior.methods import DEFAULT_METHODS, Budget, get_method
 from pyrovae.posterior.reference import Reference, find_reference, reference_posterior
@@ -174,9 +174,10 @@ def _run_methods(
     results: list[MethodResult] = []
     failed: dict[str, str] = {}
     stopped: dict[str, str] = {}
+    halted = False  # the whole comparison's limit passed, or Ctrl-C
     for i, name in enumerate(methods):
-        if stopped and _ends_comparison(next(reversed(stopped.values()))):
-            stopped[name] = f"not started: {_NOT_STARTED}"
+        if halted:
+            stopped[name] = "not started: the comparison was stopped before this method"
             continue
         _say(progress, f"[{i + 1}/{len(methods)}] {name} ...")
         began = time.perf_counter()
@@ -189,8 +190,10 @@ def _run_methods(
                 )
         except TimeLimitReached as err:
             stopped[name] = f"{err} after {time.perf_counter() - began:.0f} s"
+            halted = remaining() <= 0  # the outer limit, on the whole comparison
         except KeyboardInterrupt:
             stopped[name] = f"interrupted (Ctrl-C) after {time.perf_counter() - began:.0f} s"
+            halted = True
         except Exception as err:  # one method's failure does not lose the others
             failed[name] = failure_reason(err)
         status = stopped.get(name) or (f"failed: {failed[name]}" if name in failed else "done")
@@ -199,14 +202,6 @@ def _run_methods(
             f"[{i + 1}/{len(methods)}] {name}: {status} ({time.perf_counter() - began:.1f} s)",
         )
     return results, failed, stopped
-
-
-_NOT_STARTED = "the comparison was stopped before this method"
-
-
-def _ends_comparison(reason: str) -> bool:
-    """Whether a stop reason ends the whole comparison (not only its method)."""
-    return "comparison's time limit" in reason or "Ctrl-C" in reason or _NOT_STARTED in reason
 
 
 def _say(progress: bool, line: str) -> None:
