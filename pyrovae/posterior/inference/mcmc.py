@@ -707,8 +707,7 @@ def _start(
         reason = "laplace_start=False"
     else:
         return warm_start(model, model_kwargs, seed=seed)
-    empty = torch.zeros(0, dtype=torch.float64)
-    return WarmStart(False, reason, {}, empty, empty.reshape(0, 0), {})
+    return WarmStart.none(reason)
 
 
 def _combine(kernel: str, chains: list[ChainResult]) -> McmcResult:

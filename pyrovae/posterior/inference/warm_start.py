@@ -34,6 +34,7 @@ import torch
 from pyro import poutine
 from pyro.infer.autoguide.initialization import init_to_value
 from pyro.ops.welford import WelfordCovariance
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
 from pyrovae.posterior.inference.laplace import laplace
@@ -67,6 +68,12 @@ class WarmStart(NamedTuple):
     scale_tril: torch.Tensor
     shapes: dict[str, tuple[torch.Size, Any]]
 
+    @classmethod
+    def none(cls, reason: str) -> WarmStart:
+        """No warm start, and why."""
+        empty = torch.zeros(0, dtype=torch.float64)
+        return cls(False, reason, {}, empty, empty.reshape(0, 0), {})
+
     def init_strategy(self, seed: int) -> Callable[..., Any] | None:
         """Pyro ``init_strategy`` starting every site at one draw of the Laplace Gaussian
         (``torch.Generator`` seeded by ``seed``); ``None`` without one (Pyro's default)."""
@@ -93,7 +100,7 @@ def _latent_shapes(model: Callable[..., Any], data: dict[str, Any]) -> dict[str,
             continue
         if site["infer"].get("_deterministic", False) or site["infer"].get("is_auxiliary"):
             continue
-        if type(site["fn"]).__name__ == "_Subsample":
+        if site_is_subsample(site):
             continue
         support = site["fn"].support
         shapes[name] = (biject_to(support).inv(site["value"]).shape, support)
@@ -107,7 +114,6 @@ def warm_start(model: Callable[..., Any], data: dict[str, Any], *, seed: int = 0
     It is computed in the dtype of the data's first floating tensor (the dtype the
     sampler runs in), so a model that holds float32 tensors of its own (a trained
     decoder) is not asked to run in float64."""
-    empty = torch.zeros(0, dtype=torch.float64)
     dtype = next(
         (v.dtype for v in data.values() if isinstance(v, torch.Tensor) and v.is_floating_point()),
         torch.get_default_dtype(),
@@ -116,23 +122,16 @@ def warm_start(model: Callable[..., Any], data: dict[str, Any], *, seed: int = 0
         approx = laplace(model, data, seed=seed, dtype=dtype)
     except (ValueError, RuntimeError) as err:  # the model cannot be set up in this dtype
         reason = f"no Laplace approximation ({type(err).__name__}: {' '.join(str(err).split())})"
-        return WarmStart(False, reason[:200], {}, empty, empty.reshape(0, 0), {})
+        return WarmStart.none(reason[:200])
     if not approx.ok:
-        return WarmStart(False, approx.reason, {}, empty, empty.reshape(0, 0), {})
+        return WarmStart.none(approx.reason)
     shapes = _latent_shapes(model, data)
     offsets, start = {}, 0
     for name, size in approx.sites:
         offsets[name] = torch.arange(start, start + size)
         start += size
     if set(offsets) != set(shapes):
-        return WarmStart(
-            False,
-            "the Laplace approximation's sites differ from the sampler's",
-            {},
-            empty,
-            empty.reshape(0, 0),
-            {},
-        )
+        return WarmStart.none("the Laplace approximation's sites differ from the sampler's")
     order = torch.cat([offsets[name] for name in shapes])
     scale_tril = approx.scale_tril.double()[order]  # rows permuted: L L^T on both sides
     covariance = scale_tril @ scale_tril.T
