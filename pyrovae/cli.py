@@ -402,6 +402,19 @@ def _inspect(args: argparse.Namespace) -> None:
         )
 
 
+def _load_model(args: argparse.Namespace):
+    """The model ``args.target`` names (compare, sbc): ``path/to/file.py:function`` with
+    ``--data``, or a built-in model's name."""
+    from pyrovae.posterior.targets.user import load_user_model
+    from pyrovae.posterior.targets.zoo import get_model
+
+    if ":" in args.target:
+        return load_user_model(args.target, args.data)
+    if args.data is not None:
+        raise UserError("--data applies to a model given as path/to/file.py:function")
+    return get_model(args.target)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from pyrovae.train.rundir import CHECKPOINT, LOCAL_DIR
 
@@ -427,16 +440,9 @@ def _compare(args: argparse.Namespace) -> int:
         return 0
     from pyrovae.posterior.methods import DEFAULT_METHODS, METHODS
     from pyrovae.posterior.run import compare_posterior
-    from pyrovae.posterior.targets.user import load_user_model
-    from pyrovae.posterior.targets.zoo import get_model
     from pyrovae.train.guard import ensure_writable
 
-    if ":" in args.target:
-        model = load_user_model(args.target, args.data)
-    elif args.data is not None:
-        raise UserError("--data applies to a model given as path/to/file.py:function")
-    else:
-        model = get_model(args.target)
+    model = _load_model(args)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else DEFAULT_METHODS
     out = ensure_writable(args.out or _default_out(f"compare-{model.name}"))
     comparison = compare_posterior(
@@ -530,16 +536,9 @@ def _sbc(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     else:
-        from pyrovae.posterior.targets.user import load_user_model
-        from pyrovae.posterior.targets.zoo import get_model
         from pyrovae.sbc import sbc_model, summary_lines
 
-        if ":" in args.target:
-            model = load_user_model(args.target, args.data)
-        elif args.data is not None:
-            raise UserError("--data applies to a model given as path/to/file.py:function")
-        else:
-            model = get_model(args.target)
+        model = _load_model(args)
         methods = [m.strip() for m in args.methods.split(",")] if args.methods else ["nuts"]
         options = {"warmup": args.warmup} if args.warmup else {}
         outcome = sbc_model(

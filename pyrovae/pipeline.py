@@ -12,7 +12,8 @@ three. A Python user calls the same functions.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,6 +61,7 @@ __all__ = [
     "compare_run",
     "evaluate_run",
     "load_trained",
+    "open_vae_run",
     "run_pipeline",
     "train_model",
     "training_metrics",
@@ -246,6 +248,28 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
     return TrainedRun(spec, model.eval(), data, checkpoint.state)
 
 
+@contextmanager
+def open_vae_run(run_dir: Path, needs: str) -> Iterator[TrainedRun]:
+    """A trained VAE run for the block: locked, loaded, on its spec's threads.
+
+    ``needs`` ends the error for a run without a prior p(z) (an autoencoder), e.g.
+    ``"no posterior p(z|x) to compare; local posteriors need model.kind = 'vae'"``.
+
+    Raises
+    ------
+    UserError
+        The run holds another model kind.
+    """
+    with run_lock(run_dir, create=False), ExitStack() as job:
+        trained = load_trained(run_dir)
+        job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
+        if trained.spec.model.kind != "vae":
+            raise UserError(
+                f"{run_dir} holds a {trained.spec.model.kind}: it has no prior p(z), so {needs}"
+            )
+        yield trained
+
+
 def evaluate_run(
     run_dir: str | Path, *, particles: int = 1000, progress: bool = True
 ) -> dict[str, Any]:
@@ -309,14 +333,8 @@ def compare_run(
     if points < 1:
         raise UserError(f"--points: expected a positive integer, got {points}")
     run_dir = Path(run_dir)
-    with run_lock(run_dir, create=False), ExitStack() as job:
-        trained = load_trained(run_dir)
-        job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
-        if trained.spec.model.kind != "vae":
-            raise UserError(
-                f"{run_dir} holds a {trained.spec.model.kind}: it has no prior, so no posterior "
-                "p(z|x) to compare; local posteriors need model.kind = 'vae'"
-            )
+    needs = "no posterior p(z|x) to compare; local posteriors need model.kind = 'vae'"
+    with open_vae_run(run_dir, needs) as trained:
         seed = trained.spec.train.seed
         local = local_posteriors(
             trained.model,

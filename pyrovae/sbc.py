@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from pyrovae.errors import UserError
 from pyrovae.evaluate.sbc import ENCODER, amortized_sbc
-from pyrovae.pipeline import load_trained
+from pyrovae.pipeline import open_vae_run
 from pyrovae.posterior.diagnostics import plot_rank_ecdf
 from pyrovae.posterior.methods import get_method
 from pyrovae.posterior.sbc import (
@@ -42,8 +40,8 @@ from pyrovae.posterior.sbc import (
 from pyrovae.posterior.tables import fmt, markdown_table, write_csv
 from pyrovae.posterior.targets.zoo import ZooModel
 from pyrovae.stats.ranks import ALPHA, HINT_Z, MethodRanks, RankTest
-from pyrovae.train.guard import ensure_writable, run_lock
-from pyrovae.train.threads import resolve_threads, torch_threads
+from pyrovae.train.guard import ensure_writable
+from pyrovae.train.threads import torch_threads
 
 __all__ = [
     "MODEL_THREADS",
@@ -254,14 +252,8 @@ def sbc_run(
         Not a run directory, an autoencoder run (no prior p(z)), or bad counts.
     """
     run_dir = Path(run_dir)
-    with run_lock(run_dir, create=False), ExitStack() as job:
-        trained = load_trained(run_dir)
-        job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
-        if trained.spec.model.kind != "vae":
-            raise UserError(
-                f"{run_dir} holds a {trained.spec.model.kind}: it has no prior p(z) to draw "
-                "from, so no SBC; amortized SBC needs model.kind = 'vae'"
-            )
+    needs = "nothing to draw z from; amortized SBC needs model.kind = 'vae'"
+    with open_vae_run(run_dir, needs) as trained:
         folder = ensure_writable(out if out is not None else run_dir / SBC_DIR)
         result = amortized_sbc(trained.model, replications=replications, draws=draws, seed=seed)
         spec = trained.spec.model
