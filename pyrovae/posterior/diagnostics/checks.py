@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from pyrovae.errors import UserError
+from pyrovae.posterior.inference.mcmc import max_tree_steps
 from pyrovae.posterior.inference.sampler_notes import treedepth_warning
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def _treedepth_line(idata: az.InferenceData) -> str | None:
     if stats is None or "tree_size" not in stats or depth is None:
         return None
     steps = np.asarray(stats["tree_size"].values)
-    hits = int((steps >= 2 ** int(depth) - 1).sum())
+    hits = int((steps >= max_tree_steps(int(depth))).sum())
     mass = str(idata.attrs.get("mass", "diag"))
     return treedepth_warning(hits, int(steps.size), int(depth), mass)
 

@@ -48,12 +48,15 @@ from pyro.infer.mcmc import RandomWalkKernel
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.infer.mcmc.util import initialize_model
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
-from pyro.poutine.util import site_is_subsample
-from torch.distributions import biject_to
 
 from pyrovae.errors import UserError
 from pyrovae.posterior.inference import deadline
-from pyrovae.posterior.inference.warm_start import LaplaceMass, WarmStart, warm_start
+from pyrovae.posterior.inference.warm_start import (
+    LaplaceMass,
+    WarmStart,
+    latent_shapes,
+    warm_start,
+)
 
 __all__ = [
     "DENSE_MASS_MAX_DIM",
@@ -65,6 +68,7 @@ __all__ = [
     "ChainResult",
     "McmcResult",
     "build_kernel",
+    "max_tree_steps",
     "resolve_mass",
     "run_chain",
     "run_mcmc",
@@ -98,6 +102,13 @@ estimated from ever fewer draws per value and the diagonal stays the safe choice
 MAX_TREE_DEPTH = 10
 """NUTS doubles its trajectory at most this many times: at most 2**10 - 1 = 1,023
 leapfrog steps per transition (Pyro's and Stan's default)."""
+
+
+def max_tree_steps(max_tree_depth: int) -> int:
+    """Leapfrog steps of a NUTS transition that reached ``max_tree_depth``: the doubling
+    tree's leaves, 1 + 2 + ... + 2**(depth - 1) = 2**depth - 1."""
+    return 2**max_tree_depth - 1
+
 
 _DEFAULT_TARGET_ACCEPT = {"nuts": 0.8, "hmc": 0.8, "metropolis": 0.234}
 _MIN_DRAWS_FOR_DIAGNOSTICS = 4  # split R-hat splits every chain in halves of >= 2 draws
@@ -175,7 +186,7 @@ class McmcResult(NamedTuple):
     @property
     def max_tree_steps(self) -> int | None:
         """Leapfrog steps of a NUTS transition that reached :attr:`max_tree_depth`."""
-        return None if self.max_tree_depth is None else 2**self.max_tree_depth - 1
+        return None if self.max_tree_depth is None else max_tree_steps(self.max_tree_depth)
 
     @property
     def treedepth_hits(self) -> torch.Tensor | None:
@@ -502,17 +513,9 @@ def _deterministic_draws(
 
 
 def unconstrained_size(model: Callable[..., Any], model_kwargs: dict[str, Any]) -> int:
-    """Number of unconstrained values the samplers move: the latent sites of one run of
-    the model, each mapped to the real space by ``biject_to`` of its support."""
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(model).get_trace(**model_kwargs)
-    size = 0
-    for site in trace.nodes.values():
-        if site["type"] == "sample" and not site["is_observed"]:
-            if site["infer"].get("_deterministic", False) or site_is_subsample(site):
-                continue
-            size += biject_to(site["fn"].support).inv(site["value"]).numel()
-    return size
+    """Number of unconstrained values the samplers move: the sizes of
+    :func:`~pyrovae.posterior.inference.warm_start.latent_shapes`, summed."""
+    return sum(shape.numel() for shape, _ in latent_shapes(model, model_kwargs).values())
 
 
 def resolve_mass(mass: str, size: int) -> str:

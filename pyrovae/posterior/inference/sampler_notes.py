@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from pyrovae.posterior.inference.mcmc import McmcResult
+from pyrovae.posterior.inference.mcmc import McmcResult, max_tree_steps
 
 __all__ = ["TREEDEPTH_WARN_FRACTION", "SamplerNotes", "sampler_notes", "treedepth_warning"]
 
@@ -90,6 +90,6 @@ def treedepth_warning(hits: int, transitions: int, max_tree_depth: int, mass: st
     )
     return (
         f"{hits} of {transitions} transitions ({hits / transitions:.0%}) hit the maximum "
-        f"tree depth {max_tree_depth} ({2**max_tree_depth - 1} leapfrog steps): the step "
+        f"tree depth {max_tree_depth} ({max_tree_steps(max_tree_depth)} leapfrog steps): the step "
         f"size is small against the posterior's widest direction; {advice}"
     )

@@ -39,7 +39,7 @@ from torch.distributions import biject_to
 
 from pyrovae.posterior.inference.laplace import laplace
 
-__all__ = ["LaplaceMass", "ScaledWelford", "WarmStart", "warm_start"]
+__all__ = ["LaplaceMass", "ScaledWelford", "WarmStart", "latent_shapes", "warm_start"]
 
 
 class WarmStart(NamedTuple):
@@ -91,7 +91,10 @@ class WarmStart(NamedTuple):
         return init_to_value(values=values)
 
 
-def _latent_shapes(model: Callable[..., Any], data: dict[str, Any]) -> dict[str, tuple]:
+def latent_shapes(model: Callable[..., Any], data: dict[str, Any]) -> dict[str, tuple]:
+    """Site -> ``(unconstrained shape, support)`` of the latent sites of one run of the
+    model (deterministic, subsample and auxiliary sites left out), sorted by name: what
+    NUTS/HMC move, each mapped to the real space by ``biject_to`` of its support."""
     with torch.no_grad(), poutine.block():
         trace = poutine.trace(model).get_trace(**data)
     shapes = {}
@@ -125,7 +128,7 @@ def warm_start(model: Callable[..., Any], data: dict[str, Any], *, seed: int = 0
         return WarmStart.none(reason[:200])
     if not approx.ok:
         return WarmStart.none(approx.reason)
-    shapes = _latent_shapes(model, data)
+    shapes = latent_shapes(model, data)
     offsets, start = {}, 0
     for name, size in approx.sites:
         offsets[name] = torch.arange(start, start + size)
