@@ -31,6 +31,7 @@ import arviz as az
 
 from pyrovae.posterior import diagnostics
 from pyrovae.posterior.compare import Comparison
+from pyrovae.posterior.inference.sampler_notes import TREEDEPTH_WARN_FRACTION
 from pyrovae.posterior.tables import fmt, markdown_table, write_csv
 
 __all__ = [
@@ -82,7 +83,8 @@ Per method, ArviZ's summary of its draws: mean, sd and the 94% highest-density i
 the Monte Carlo standard errors of the mean and sd; bulk and tail effective sample sizes;
 rank-normalised split R-hat, which compares chains (– for a single chain of independent
 draws: variational fits, exact and posteriordb references). Warnings: R-hat > {rhat},
-ESS < {ess} per chain, divergent transitions."""
+ESS < {ess} per chain, more than {depth:.0%} of NUTS transitions at the maximum tree depth,
+divergent transitions."""
 
 _LOO_NOTE = """\
 PSIS-LOO (Vehtari, Gelman and Gabry 2017) of the observed site `{site}` over its {n} observations,
@@ -190,7 +192,11 @@ def summary_markdown(
     lines = [
         "## ArviZ summaries",
         "",
-        _SUMMARY_NOTE.format(rhat=diagnostics.RHAT_MAX, ess=diagnostics.ESS_MIN_PER_CHAIN),
+        _SUMMARY_NOTE.format(
+            rhat=diagnostics.RHAT_MAX,
+            ess=diagnostics.ESS_MIN_PER_CHAIN,
+            depth=TREEDEPTH_WARN_FRACTION,
+        ),
         "",
         "### Sampler warnings",
         "",
