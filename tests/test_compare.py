@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from PIL import Image
 from scipy import stats
 
 from pyrovae.posterior.compare import SD_RATIO_LOW, VERDICTS, Comparison, MethodResult, compare
@@ -24,7 +27,14 @@ from pyrovae.posterior.distances import (
     wasserstein1_sd,
 )
 from pyrovae.posterior.inference.variational import Convergence
-from pyrovae.posterior.plots import METHOD_COLORS, method_colors, plot_marginals, plot_pairs
+from pyrovae.posterior.plots import (
+    DPI,
+    METHOD_COLORS,
+    REFERENCE_COLOR,
+    method_colors,
+    plot_marginals,
+    plot_pairs,
+)
 
 NAMES = ("mu", "theta[1]", "theta[2]")
 CORRELATED = np.full((3, 3), 0.8) + 0.2 * np.eye(3)
@@ -360,13 +370,80 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.fixture
+def saved(monkeypatch) -> list[Figure]:
+    """Each Figure as it is saved: ``Figure.savefig`` records it, then saves as usual."""
+    recorded: list[Figure] = []
+    savefig = Figure.savefig
+
+    def record(self, *args, **kwargs):
+        recorded.append(self)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return recorded
+
+
+def _check_png(path: Path, inches: tuple[float, float]) -> None:
+    """A PNG of ``inches`` at DPI pixels with something drawn on its white background."""
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == (round(inches[0] * DPI), round(inches[1] * DPI))
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    inked = float(np.any(pixels < 245, axis=-1).mean())
+    assert pixels.std() > 0 and inked > 0.01, f"{path.name} is blank ({inked:.2%} drawn)"
+
+
+def _legend(fig: Figure) -> list[str]:
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def _check_marginal_panel(ax, comparison, p: int) -> None:
+    """Parameter ``p``: the reference histogram in grey, then one line per method in its
+    colour, a density (or a vertical line where the draws are constant) of its column."""
+    assert ax.patches and all(
+        to_hex(patch.get_facecolor()) == to_hex(REFERENCE_COLOR) for patch in ax.patches
+    )
+    colors = method_colors([m.method for m in comparison.methods])
+    lines = ax.get_lines()
+    assert [to_hex(line.get_color()) for line in lines] == list(colors.values())
+    for line, method in zip(lines, comparison.methods, strict=True):
+        column = method.draws[:, p]
+        x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+        if np.ptp(column) == 0:
+            np.testing.assert_array_equal(x, column[0])
+            continue
+        assert np.trapezoid(y, x) == pytest.approx(1.0, abs=0.03)  # a density on 99% range
+        assert np.sum(x * y) / np.sum(y) == pytest.approx(column.mean(), abs=0.15 * column.std())
+
+
+def _check_pairs(fig: Figure, comparison, k: int) -> None:
+    """A k x k grid: marginals on the diagonal, draws of columns (j, i) below it (reference
+    first), contours above it; names on the outer edges."""
+    assert len(fig.axes) == k * k
+    axes = np.array(fig.axes).reshape(k, k)
+    samples = [comparison.reference] + [m.draws for m in comparison.methods]
+    for i, j in itertools.product(range(k), range(k)):
+        ax = axes[i, j]
+        if i == j:
+            _check_marginal_panel(ax, comparison, i)
+        elif j < i:
+            assert len(ax.collections) == len(samples)
+            for drawn, draws in zip(ax.collections, samples, strict=True):
+                pairs = {tuple(row) for row in draws[:, [j, i]]}
+                assert all(tuple(row) in pairs for row in np.asarray(drawn.get_offsets()))
+        else:
+            assert ax.collections  # contours
+    names = comparison.parameters
+    assert [ax.get_xlabel() for ax in axes[-1]] == list(names[:k])
+    assert [ax.get_ylabel() for ax in axes[1:, 0]] == list(names[1:k])
+
+
 def test_write_files_and_columns(comparison, tmp_path) -> None:
     paths = comparison.write(tmp_path / "out")
     for key in ("summary", "methods", "markdown", "marginals", "pairs"):
         assert paths[key].is_file() and paths[key].stat().st_size > 0
     assert paths["marginals"] == tmp_path / "out" / "figures" / "marginals.png"
-    for key in ("marginals", "pairs"):
-        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     summary = _read_csv(paths["summary"])
     assert {"method", "parameter", "mean_error_sd", "sd_ratio", "w1_sd"} <= set(summary[0])
@@ -384,6 +461,24 @@ def test_write_files_and_columns(comparison, tmp_path) -> None:
     assert float(methods["my_flow"]["khat"]) == pytest.approx(0.4)
     assert "underdispersed" in methods["auto_normal"]["flagged"]
     assert methods["nuts"]["flagged"] == ""
+
+
+def test_write_draws_the_figures(comparison, tmp_path, saved) -> None:
+    """Both figures: declared pixel size, not blank, every parameter and method drawn."""
+    paths = comparison.write(tmp_path / "out")
+    marginals, pairs = saved
+    legend = ["reference (analytic)", "nuts", "auto_normal", "my_flow"]
+
+    _check_png(paths["marginals"], (9.0, 2.3 + 1.1))  # one row of three panels
+    assert len(marginals.axes) == len(NAMES)
+    for p, ax in enumerate(marginals.axes):
+        assert ax.get_title() == NAMES[p]
+        _check_marginal_panel(ax, comparison, p)
+    assert marginals.get_suptitle() == "Posterior marginals" and _legend(marginals) == legend
+
+    _check_png(paths["pairs"], (7.2, 8.0))
+    _check_pairs(pairs, comparison, 3)
+    assert pairs.get_suptitle().startswith("Pairs\n") and _legend(pairs) == legend
 
 
 def test_to_markdown_has_tables_methods_and_flags(comparison) -> None:
@@ -406,7 +501,8 @@ def test_method_colors_fixed_deterministic_and_distinct() -> None:
     assert "#7f7f7f" not in colors.values()  # tab:gray is the reference's
 
 
-def test_plots_with_many_parameters(tmp_path) -> None:
+def test_plots_with_many_parameters(tmp_path, saved) -> None:
+    """The first 12 (marginals) or 2 (pairs) parameters; a constant method is a vertical line."""
     rng = np.random.default_rng(30)
     reference = rng.normal(size=(300, 14))
     constant = np.ones((300, 14))  # a degenerate method must not break the density estimates
@@ -419,4 +515,19 @@ def test_plots_with_many_parameters(tmp_path) -> None:
     )
     marginals = plot_marginals(result, tmp_path / "a" / "marginals.png")
     pairs = plot_pairs(result, tmp_path / "pairs.png", max_parameters=2)
-    assert marginals.stat().st_size > 0 and pairs.stat().st_size > 0
+    marginals_fig, pairs_fig = saved
+    legend = ["reference (posteriordb)", "nuts", "broken"]
+
+    _check_png(marginals, (12.0, 3 * 2.3 + 1.1))  # 4 x 3 panels
+    assert len(marginals_fig.axes) == 12
+    for p, ax in enumerate(marginals_fig.axes):
+        assert ax.get_title() == names[p]
+        _check_marginal_panel(ax, result, p)
+        np.testing.assert_array_equal(ax.get_lines()[1].get_xdata(), [1.0, 1.0])  # constant
+    assert marginals_fig.get_suptitle() == "Posterior marginals (first 12 of 14 parameters)"
+    assert _legend(marginals_fig) == legend
+
+    _check_png(pairs, (6.0, 6.8))
+    _check_pairs(pairs_fig, result, 2)
+    assert pairs_fig.get_suptitle().startswith("Pairs (first 2 of 14 parameters)\n")
+    assert _legend(pairs_fig) == legend

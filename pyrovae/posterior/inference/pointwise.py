@@ -16,12 +16,15 @@ parallel=True)`` does) and reads each observed site's distribution ``p(y | theta
 
 Observed sites are the ``obs=`` sample sites, without ``pyro.deterministic`` and
 ``pyro.factor`` sites. A model that does not run with an extra batch dim on its latents
-(e.g. one that reads ``theta.shape[0]``) is evaluated one draw at a time instead.
+(e.g. one that calls ``float(theta)`` or branches on a sampled value) is evaluated one draw
+at a time instead, with one :class:`DrawByDrawWarning` per call: S model runs instead of
+one per chunk, which is slow for thousands of draws.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -33,13 +36,28 @@ from pyro.poutine.util import site_is_subsample
 
 from pyrovae.errors import UserError
 
-__all__ = ["CHUNK_ELEMENTS", "ModelSites", "Pointwise", "model_sites", "pointwise"]
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "DrawByDrawWarning",
+    "ModelSites",
+    "Pointwise",
+    "model_sites",
+    "pointwise",
+]
 
 CHUNK_ELEMENTS = 2**22
 """Draws are evaluated in chunks of at most about this many observed values (times the draws
 in the chunk), so that a VAE's 784 pixels times thousands of draws fit in memory."""
 
 _DRAW_PLATE = "_pyrovae_draws"
+
+_NOT_VECTORIZABLE = (RuntimeError, ValueError, IndexError, TypeError)
+"""What torch and Pyro raise when a model meets a batch dim it does not expect (shape
+mismatches, ``float()`` of a batch, plate checks); anything else propagates."""
+
+
+class DrawByDrawWarning(UserWarning):
+    """A model did not run with all draws at once and is evaluated one draw at a time."""
 
 
 class ModelSites(NamedTuple):
@@ -175,6 +193,27 @@ def _one_by_one_checked(model, data, sites: ModelSites, latent, predictive: bool
         ) from None
 
 
+def _model_name(model: Callable[..., Any]) -> str:
+    return getattr(model, "__qualname__", None) or type(model).__name__
+
+
+def _warn_draw_by_draw(model: Callable[..., Any], err: Exception, draws: int) -> None:
+    """Say, once per :func:`pointwise` call, that ``model`` falls back to one run per draw.
+
+    The reason is the error's first line (Pyro appends the trace shapes on later lines).
+    """
+    reason = (str(err).strip().splitlines() or [""])[0][:200]
+    warnings.warn(
+        f"pointwise: model '{_model_name(model)}' does not run with a batch of draws "
+        f"({type(err).__name__}: {reason}); evaluating its {draws} "
+        "draw(s) one model run at a time instead, which is slow for many draws. To stay "
+        "vectorized, let latents carry an extra batch dim on the left (index with "
+        "`...`, no float()/item() or Python branching on sampled values)",
+        DrawByDrawWarning,
+        stacklevel=4,  # the caller of pointwise (through torch.no_grad's wrapper)
+    )
+
+
 def _latent_tensors(
     latent: Mapping[str, Any], sites: ModelSites
 ) -> tuple[dict[str, torch.Tensor], int]:
@@ -233,6 +272,11 @@ def pointwise(
     Pointwise
         ``log_likelihood`` ``(S, *batch_shape)`` per observed site, ``posterior_predictive``
         ``(S, *value_shape)`` (empty unless ``predictive``), ``observed_data``.
+
+    Warns
+    -----
+    DrawByDrawWarning
+        Once, when the model fails with a batch of draws and is run once per draw instead.
     """
     data = dict(data)
     sites = model_sites(model, data)
@@ -242,15 +286,19 @@ def pointwise(
         return Pointwise({}, {}, observed)
     per_draw = max(sum(v.numel() for v, _ in sites.observed.values()), 1)
     chunk = max(1, CHUNK_ELEMENTS // per_draw)
-    parts = []
+    parts, vectorize = [], True
     with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
         torch.manual_seed(seed)
         for start in range(0, count, chunk):
             piece = {k: v[start : start + chunk] for k, v in tensors.items()}
-            try:
-                parts.append(_vectorized(model, data, sites, piece, predictive))
-            except (RuntimeError, ValueError, IndexError, TypeError):
-                parts.append(_one_by_one_checked(model, data, sites, piece, predictive))
+            if vectorize:
+                try:
+                    parts.append(_vectorized(model, data, sites, piece, predictive))
+                    continue
+                except _NOT_VECTORIZABLE as err:
+                    vectorize = False  # the later chunks go draw by draw, unwarned
+                    _warn_draw_by_draw(model, err, count - start)
+            parts.append(_one_by_one_checked(model, data, sites, piece, predictive))
     log_lik, draws = (
         {k: _numpy(torch.cat([p[i][k] for p in parts])) for k in parts[0][i]} for i in range(2)
     )
