@@ -231,6 +231,12 @@ class TrainSpec:
         "CPU threads for torch (0: auto, the cores this process may use, at most "
         "PYROVAE_MAX_THREADS)",
     )
+    jit: bool = _field(
+        True,
+        c.boolean,
+        "trace each minibatch shape's training step once (torch.jit.trace) and replay it: "
+        "the same values and gradients with less Python per step (iwae_dreg stays eager)",
+    )
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,36 @@ from pyrovae.errors import NonFiniteLossError, SpecError, UserError
 from pyrovae.pipeline import build, train_model
 from pyrovae.spec import TrainSpec
 from pyrovae.train import fit, placement, schedule
+from pyrovae.train.objectives import estimate_elbo
 from pyrovae.train.rundir import load_checkpoint, read_metrics
 
 
-def test_linear_gaussian_test_elbo_within_one_nat_of_exact_log_likelihood(tmp_path):
-    """The issue's correctness figure: shipped synthetic spec, seeded."""
+def test_linear_gaussian_test_elbo_is_close_below_exact_log_likelihood(tmp_path):
+    """The issue's correctness figure: shipped synthetic spec, seeded.
+
+    The gap log p(x) - ELBO is KL(q(z|x) || p(z|x)) >= 0 averaged over the test
+    set, estimated with one draw of z per example. Measured on the shipped spec
+    (1,000 test examples) for ``train.seed`` 0-4: 0.099, 0.134, 0.084, 0.100,
+    0.103 nats (mean 0.104, sd 0.018 including the Monte Carlo SE of about
+    0.015). The bound 0.2 nats is 5 sds above the mean and 0.07 above the
+    largest. Training with beta stuck at 0.5 gives a gap of 0.28 nats (while
+    log p(x) stays within 0.05 of the truth); the old bound of 1 nat let it pass.
+    The bound holds for the shipped data (``data.seed`` 0): ``data.seed=1``
+    fits worse (gap 0.31, log p(x) 0.54 below the truth).
+    """
     outcome = train_model(synthetic_spec(), tmp_path / "run", progress=False)
     m = outcome.metrics
     gap = m["test_exact_log_likelihood_nats"] - m["test_elbo_nats"]
-    assert 0 < gap < 1.0
+    # The sign holds per example in expectation, so only the ELBO's Monte Carlo
+    # error can make the estimated gap negative. Its SE comes from two further
+    # independent draws: Var(e1 - e2) = 2 Var_MC(e), per example.
+    vae, test = outcome.model.eval(), outcome.data.test
+    torch.manual_seed(1)
+    with torch.no_grad():
+        draws = [estimate_elbo(vae.model, vae.guide, test).double() for _ in range(2)]
+    se = ((draws[0] - draws[1]).var() / 2 / test.shape[0]).sqrt().item()
+    assert 0 < se < 0.03  # small enough for the sign check to bite
+    assert -4 * se < gap < 0.2
     # the trained model also explains the data as well as the generating one
     assert abs(m["test_exact_log_likelihood_nats"] - m["test_true_log_likelihood_nats"]) < 0.1
 
@@ -63,8 +84,8 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tmp_p
     real = svi.make_objective
     calls = {"n": 0}
 
-    def poisoned(name, particles):
-        objective = real(name, particles)
+    def poisoned(*args):  # make_objective's own arguments, whatever they are
+        objective = real(*args)
 
         def loss(*args):
             calls["n"] += 1

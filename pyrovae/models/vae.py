@@ -129,7 +129,9 @@ class VAE(PyroModule):
     # ----------------------------------------------------------- Pyro pair
 
     @staticmethod
-    def _beta(beta: float) -> contextlib.AbstractContextManager:
+    def _beta(beta: float | torch.Tensor) -> contextlib.AbstractContextManager:
+        if isinstance(beta, torch.Tensor):  # a traced step's input: a scale, no branching
+            return poutine.scale(scale=beta)
         if beta == 1.0:
             return contextlib.nullcontext()
         if beta == 0.0:  # poutine.scale needs scale > 0; a zero weight is a mask

@@ -183,7 +183,7 @@ def fit(
         x_train,
         data.dynamic_binarization,
         train,
-        make_objective(train.objective, train.particles),
+        make_objective(train.objective, train.particles, vae if train.jit else None),
         optimizer,
         generator,
         batches,

@@ -38,6 +38,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
 
 from pyrovae.spec import IWAE_OBJECTIVES
+from pyrovae.train.traced import elbo_tensor_loss, traced_objective
 
 __all__ = [
     "Objective",
@@ -220,8 +221,21 @@ def iwae_dreg_loss(
     return -(bound + surrogate - surrogate.detach()).sum() * (n_total / x.shape[0])
 
 
-def make_objective(name: str, particles: int) -> Objective:
+def make_objective(
+    name: str, particles: int, traced_for: torch.nn.Module | None = None
+) -> Objective:
     """The loss function for ``train.objective`` and ``train.particles``.
+
+    Parameters
+    ----------
+    name : str
+        ``elbo``, ``analytic_kl``, ``iwae`` or ``iwae_dreg``.
+    particles : int
+        Samples per example.
+    traced_for : torch.nn.Module, optional
+        The model the objective will train; when given, the objective traces its
+        step once per minibatch shape (:mod:`pyrovae.train.traced`) where that is
+        exact, and runs eagerly where it is not (``iwae_dreg``).
 
     Returns
     -------
@@ -234,7 +248,9 @@ def make_objective(name: str, particles: int) -> Objective:
         def iwae(model, guide, x, n_total, beta):
             return bound(model, guide, x, n_total, particles)
 
-        return iwae
+        if traced_for is None:
+            return iwae
+        return traced_objective(name, traced_for, iwae, iwae)
     elbo_class = {"elbo": Trace_ELBO, "analytic_kl": TraceMeanField_ELBO}[name]
     elbo = elbo_class(
         num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1
@@ -243,4 +259,6 @@ def make_objective(name: str, particles: int) -> Objective:
     def loss(model, guide, x, n_total, beta):
         return elbo.differentiable_loss(model, guide, x, n_total, beta)
 
-    return loss
+    if traced_for is None:
+        return loss
+    return traced_objective(name, traced_for, loss, elbo_tensor_loss(elbo))
