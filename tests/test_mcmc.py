@@ -3,7 +3,10 @@
 Moment checks compare against the exact posterior within 4 Monte Carlo standard
 errors: MCSE(mean) = sd / sqrt(ESS) with the ESS that ``run_mcmc`` reports, and
 MCSE(sd) ~= sd / sqrt(2 * ESS_sq), where ESS_sq is the ESS of the squared centred
-draws (the delta-method error of a Gaussian sample sd; approximate). Every run is
+draws (the delta-method error of a Gaussian sample sd; approximate). The reported ESS
+must agree within 20% with ``arviz.ess(method="bulk")`` computed here from the raw
+draws, so an over-reported ESS cannot widen its own band (it is ArviZ's bulk ESS, so
+the agreement is exact; :func:`test_ess_and_r_hat_are_arvizs` pins that). Every run is
 seeded, so the outcome is fixed; the sizes keep each MCSE below a fifth of the sd.
 """
 
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import arviz as az
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -102,6 +107,8 @@ def metropolis_mvn() -> McmcResult:
 def _check_moments(draws: torch.Tensor, ess: torch.Tensor, mean: float, sd: float) -> None:
     """draws: (chains, draws) of one scalar; checks mean and sd within 4 MCSE."""
     x = draws.double()
+    ess_arviz = az.ess(x.numpy(), method="bulk")
+    assert abs(float(ess) / ess_arviz - 1) < 0.2, (float(ess), ess_arviz)
     sample_mean, sample_sd = x.mean(), x.std()
     ess_sq = effective_sample_size((x - sample_mean) ** 2, chain_dim=0, sample_dim=1)
     mcse_mean = sd / math.sqrt(float(ess))
@@ -129,6 +136,39 @@ def test_correlated_gaussian_moments(name: str, request: pytest.FixtureRequest) 
         _check_moments(x[..., i], result.ess["x"][i], 0.0, 1.0)
     corr = torch.corrcoef(x.reshape(-1, 2).T.double())[0, 1]
     assert abs(float(corr) - CORR) < 0.05
+
+
+@pytest.mark.parametrize(
+    "name", ["nuts_conj", "hmc_conj", "metropolis_conj", "nuts_mvn", "metropolis_mvn"]
+)
+def test_ess_and_r_hat_are_arvizs(name: str, request: pytest.FixtureRequest) -> None:
+    """Every site's ESS is ArviZ's bulk ESS and its R-hat ArviZ's rank-normalised R-hat
+    of the raw draws (what arviz_summary.csv shows), to rounding."""
+    result = request.getfixturevalue(name)
+    for site, draws in result.samples.items():
+        dataset = az.convert_to_dataset({site: draws.double().numpy()})
+        expected_ess = az.ess(dataset, method="bulk")[site].values
+        expected_r_hat = az.rhat(dataset)[site].values
+        np.testing.assert_allclose(result.ess[site].numpy(), expected_ess, rtol=1e-10)
+        np.testing.assert_allclose(result.r_hat[site].numpy(), expected_r_hat, rtol=1e-10)
+        assert result.ess[site].dtype == result.r_hat[site].dtype == torch.float64
+
+
+def test_constant_site_and_single_chain_diagnostics_are_nan() -> None:
+    """A constant site has no ESS or R-hat (ArviZ would count its draws as its ESS); one
+    chain has an ESS but no R-hat, as in ArviZ (arviz_summary.csv shows a dash)."""
+
+    def with_constant() -> None:
+        pyro.sample("x", dist.Normal(0.0, 1.0))
+        pyro.deterministic("one", torch.ones(2))
+
+    result = run_mcmc(
+        with_constant, kernel="metropolis", warmup_steps=50, num_samples=50, num_chains=1
+    )
+    assert torch.isnan(result.ess["one"]).all() and torch.isnan(result.r_hat["one"]).all()
+    assert result.ess["one"].shape == result.r_hat["one"].shape == (2,)
+    assert torch.isfinite(result.ess["x"]) and torch.isnan(result.r_hat["x"])
+    assert result.min_ess == pytest.approx(float(result.ess["x"]))
 
 
 def test_shapes_and_deterministic_sites(nuts_conj: McmcResult) -> None:

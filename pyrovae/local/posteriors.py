@@ -253,7 +253,9 @@ def local_idata(local: LocalPosteriors, method: str, name: str | None = None) ->
 def local_comparison(local: LocalPosteriors, seed: int = 0) -> Comparison:
     """Every method's local posteriors against NUTS, as a :class:`Comparison`.
 
-    Every :class:`MethodResult` (and the reference) carries its :func:`local_idata`.
+    Every :class:`MethodResult` (and the reference) carries its :func:`local_idata`; an
+    MCMC method's carries the ESS of each ``z[point,unit]``, ArviZ's bulk ESS over its
+    chains (:attr:`~pyrovae.posterior.inference.mcmc.McmcResult.ess`).
 
     Raises
     ------

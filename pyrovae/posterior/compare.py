@@ -185,7 +185,11 @@ class MethodResult:
     seconds : float
         Wall time to produce the draws (fit plus sampling); NaN when unknown.
     ess : (P,) array or None
-        Bulk effective sample size of each parameter, for MCMC methods.
+        Effective sample size of each parameter, for MCMC methods: ArviZ's
+        rank-normalised bulk ESS (``arviz.ess(method="bulk")`` over the chains, as
+        :attr:`~pyrovae.posterior.inference.mcmc.McmcResult.ess` computes it), the
+        ``ess_bulk`` of ``arviz_summary.csv``; methods.csv's ``ess_min`` is its minimum
+        and ``ess_per_second`` that minimum per second of ``seconds``.
     khat : float or None
         PSIS k-hat of a variational fit, the worst over seeds; defaults to
         ``max(khats)`` when only ``khats`` is given.
@@ -582,7 +586,8 @@ reference sds; *energy* is the energy distance and *MMD²* the squared maximum m
 (Gaussian kernel, median-heuristic width), both on all parameters jointly with columns divided by
 the reference sd (dimensionless; 0 is the same distribution, tiny negative values are sampling
 noise); *k-hat* is the PSIS Pareto k of the fit (above {khat} importance sampling is unreliable);
-*min ESS / s* is the smallest bulk effective sample size over parameters per second of wall time;
+*min ESS / s* is the smallest bulk effective sample size over parameters (ArviZ's rank-normalised
+bulk ESS, the `ess_bulk` of `arviz_summary.csv`) per second of wall time;
 *converged* says whether a variational fit reached its family's optimum (see the convergence
 table below; a dash for methods without a fit of their own, such as MCMC).
 The *noise floor* row is the largest value between two random halves of the reference over

@@ -6,7 +6,10 @@ process per chain; on small machines sequential chains are as fast and fully
 deterministic). Chain ``c`` is seeded with ``pyro.set_rng_seed(seed + c)`` and
 gets a fresh kernel. It returns a :class:`McmcResult`: samples of the latent
 and deterministic sites, per-chain sampler diagnostics, and per-site ESS and
-split R-hat over all chains.
+R-hat over all chains, both ArviZ's rank-normalised ones (``arviz.ess(method="bulk")``
+and ``arviz.rhat``), so that every ESS pyrovae reports (``methods.csv``'s
+``ess_min`` and ``ess_per_second``, ``summary.csv``'s ``ess``) is the ``ess_bulk`` of
+``arviz_summary.csv`` for the same draws.
 
 The file is laid out like a BlackJAX sampler: a result tuple, a kernel builder
 (:func:`build_kernel`), a per-chain runner (:func:`run_chain`) and the thin
@@ -40,6 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyro
 import torch
 from pyro import poutine
@@ -47,7 +51,6 @@ from pyro.infer import HMC, MCMC, NUTS, Predictive
 from pyro.infer.mcmc import RandomWalkKernel
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.infer.mcmc.util import initialize_model
-from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 
 from pyrovae.errors import UserError
 from pyrovae.posterior.inference import deadline
@@ -111,7 +114,8 @@ def max_tree_steps(max_tree_depth: int) -> int:
 
 
 _DEFAULT_TARGET_ACCEPT = {"nuts": 0.8, "hmc": 0.8, "metropolis": 0.234}
-_MIN_DRAWS_FOR_DIAGNOSTICS = 4  # split R-hat splits every chain in halves of >= 2 draws
+_MIN_DRAWS_FOR_DIAGNOSTICS = 4  # ArviZ splits every chain in halves of >= 2 draws
+_MIN_CHAINS_FOR_RHAT = 2  # arviz.rhat compares chains: NaN (and a logged warning) below 2
 
 
 class McmcResult(NamedTuple):
@@ -146,15 +150,16 @@ class McmcResult(NamedTuple):
         Wall time of ``MCMC.run`` summed over chains (warm-up included; building the
         deterministic sites and the ESS/R-hat are not counted).
     ess : dict of str to torch.Tensor
-        Site name -> ``site_shape`` float64 effective sample size over all chains from
-        :func:`pyro.ops.stats.effective_sample_size` (Geyer's initial monotone
-        sequence on the raw draws, as in Stan; *not* rank-normalised like
-        ``arviz.ess(method="bulk")``, which it matches on well-behaved targets).
-        NaN with fewer than 4 draws or for a constant site.
+        Site name -> ``site_shape`` float64 effective sample size over all chains:
+        ArviZ's rank-normalised bulk ESS (``arviz.ess(..., method="bulk")`` on the
+        ``(chains, draws, *site_shape)`` draws; Vehtari et al. 2021), the very
+        ``ess_bulk`` of ``arviz_summary.csv``. NaN with fewer than 4 draws or for a
+        constant site (where ArviZ reports the number of draws).
     r_hat : dict of str to torch.Tensor
-        Site name -> ``site_shape`` float64 split R-hat over all chains from
-        :func:`pyro.ops.stats.split_gelman_rubin` (not rank-normalised). NaN with fewer
-        than 4 draws or for a constant site.
+        Site name -> ``site_shape`` float64 rank-normalised split R-hat over all chains
+        (``arviz.rhat``, the larger of the bulk and the folded-tail R-hat; the ``r_hat``
+        of ``arviz_summary.csv``). NaN with fewer than 4 draws, a single chain (as in
+        ArviZ) or a constant site.
     diverging : torch.Tensor or None
         ``(chains, draws)`` bool, which kept transitions diverged (NUTS, HMC; its sum over
         draws is ``divergences``); ``None`` for Metropolis or when not recorded.
@@ -527,12 +532,42 @@ def resolve_mass(mass: str, size: int) -> str:
 
 
 def _site_diagnostics(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ESS and split R-hat, each of shape ``site_shape``, from ``(chains, draws, *site_shape)``."""
-    if draws.shape[1] < _MIN_DRAWS_FOR_DIAGNOSTICS:
-        nan = torch.full(draws.shape[2:], math.nan, dtype=torch.float64)
+    """ArviZ's bulk ESS and rank-normalised R-hat, each ``site_shape`` float64.
+
+    Parameters
+    ----------
+    draws : torch.Tensor
+        ``(chains, draws, *site_shape)``; any site shape, e.g. a local plate's ``(N, L)``,
+        goes to ArviZ in one call per diagnostic.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(ess, r_hat)``, see :attr:`McmcResult.ess` and :attr:`McmcResult.r_hat`.
+    """
+    chains, num_draws, *shape = draws.shape
+    nan = torch.full(shape, math.nan, dtype=torch.float64)
+    if num_draws < _MIN_DRAWS_FOR_DIAGNOSTICS:
         return nan, nan.clone()
-    x = draws.detach().to(torch.float64)
-    return effective_sample_size(x, 0, 1), split_gelman_rubin(x, 0, 1)
+    x = draws.detach().to(torch.float64).cpu().numpy()
+    constant = torch.as_tensor(np.asarray(np.all(x == x[:1, :1], axis=(0, 1))))
+    ess = _arviz_diagnostic(x, "ess").masked_fill(constant, math.nan)
+    if chains < _MIN_CHAINS_FOR_RHAT:
+        return ess, nan
+    return ess, _arviz_diagnostic(x, "rhat").masked_fill(constant, math.nan)
+
+
+def _arviz_diagnostic(x: np.ndarray, which: str) -> torch.Tensor:
+    """``arviz.ess(method="bulk")`` or ``arviz.rhat`` of ``x`` ``(chains, draws, *shape)``,
+    as a ``shape`` float64 tensor (``x`` is one variable of an ArviZ dataset)."""
+    import arviz as az  # imported here: slow to import, and only the diagnostics need it
+
+    dataset = az.convert_to_dataset({"x": x})
+    # a chain that never moved has zero within-chain variance: ArviZ's division gives inf
+    # or NaN, which is the answer, not a reason to warn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = az.ess(dataset, method="bulk") if which == "ess" else az.rhat(dataset)
+    return torch.as_tensor(np.asarray(result["x"].values, dtype=np.float64))
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -606,7 +641,7 @@ def run_mcmc(
     kernel : {"nuts", "hmc", "metropolis"}
         Sampler; see :func:`build_kernel`.
     num_samples : int
-        Kept draws per chain, >= 1 (ESS and R-hat need >= 4, else NaN).
+        Kept draws per chain, >= 1 (ESS and R-hat need >= 4, R-hat two chains, else NaN).
     warmup_steps : int
         Warm-up (adaptation) iterations per chain, >= 0; discarded.
     num_chains : int
@@ -714,7 +749,8 @@ def _start(
 
 
 def _combine(kernel: str, chains: list[ChainResult]) -> McmcResult:
-    """Stack per-chain results along a new leading chain axis and add ESS / R-hat."""
+    """Stack per-chain results along a new leading chain axis and add ArviZ's bulk ESS and
+    R-hat."""
     samples = {name: torch.stack([ch.samples[name] for ch in chains]) for name in chains[0].samples}
     diagnostics = {name: _site_diagnostics(x) for name, x in samples.items()}
     has_divergences = chains[0].divergences is not None
