@@ -16,7 +16,15 @@ import pytest
 import torch
 from helpers import synthetic_spec
 
-from pyrovae.local.posteriors import latent_names, local_comparison, local_posteriors
+import pyrovae.evaluate.likelihood as ev
+import pyrovae.local.posteriors as lp
+from pyrovae.local.posteriors import (
+    PerPointGuide,
+    latent_names,
+    local_bounds,
+    local_comparison,
+    local_posteriors,
+)
 from pyrovae.models import VAE, frozen
 from pyrovae.models.likelihoods import inverse_positive
 from pyrovae.pipeline import train_model
@@ -62,8 +70,8 @@ def test_gaps_are_consistent(local):
 # --- the gaps against their closed forms --------------------------------------------------------
 
 GAP_POINTS, GAP_PARTICLES = 4, 5000
-# points x particles stays <= 20,000 (MAX_SAMPLES_PER_PASS): above it log p(x) is
-# estimated in batches of rows, which the per-point guide, holding every point, refuses
+# 4 x 5000 = 20,000 (MAX_SAMPLES_PER_PASS) stays one batch of points; batches of
+# points are tested by test_bounds_in_batches_of_points_use_each_points_own_guide
 GAP_CORRELATION = 0.3
 """Posterior correlation of the hand-set decoder. A correlated p(z|x) gives the mean-field
 q* a gap of KL = -½ log(1 - 0.3²) = 0.047 nats, 7 standard errors per point; at a
@@ -193,6 +201,71 @@ def test_gaps_match_their_closed_forms(correlated):
         amortization,
         se_amortization,
     )
+
+
+BATCH_POINTS, BATCH_PARTICLES = 12, 2000
+"""24,000 samples, over MAX_SAMPLES_PER_PASS: the points go in two batches (10 and 2)."""
+
+
+def test_bounds_in_batches_of_points_use_each_points_own_guide(monkeypatch):
+    """Over MAX_SAMPLES_PER_PASS samples, log p(x) and both ELBOs of each point are those of
+    one batch (the limit raised) and the closed forms, within 4 Monte Carlo standard errors.
+
+    q* is set to the exact best diagonal Gaussian of each point (means differ by several
+    posterior sds between points), so a point scored with another point's q* would be off
+    by nats, hundreds of standard errors. No pass decodes more than the limit.
+    """
+    vae = _correlated_vae()
+    weight, bias, sigma = vae.linear_gaussian()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        z = torch.randn(BATCH_POINTS, 2)
+        x = z @ weight.T + bias + sigma * torch.randn(BATCH_POINTS, weight.shape[0])
+    exact = linear_gaussian.posterior(x, weight, bias, sigma, vae.prior_scale)
+    mean, precision = exact.mean.numpy(), np.linalg.inv(exact.covariance.numpy())
+    star_scale = np.broadcast_to(1 / np.sqrt(np.diag(precision)), mean.shape)
+    guide = PerPointGuide(torch.tensor(mean, dtype=torch.float32), torch.tensor(star_scale))
+    passes, log_weights = [], lp.log_weights
+
+    def recorded(model, q, xb, k):
+        passes.append(xb.shape[0] * k)
+        return log_weights(model, q, xb, k)
+
+    monkeypatch.setattr(lp, "log_weights", recorded)
+    monkeypatch.setattr(ev, "log_weights", recorded)
+    assert BATCH_POINTS * BATCH_PARTICLES > ev.MAX_SAMPLES_PER_PASS
+    torch.manual_seed(0)
+    log_px, elbo = local_bounds(vae, guide, x, BATCH_PARTICLES)
+    # every point gets all its particles in each of the three estimates, in bounded passes
+    assert sum(passes) == 3 * BATCH_POINTS * BATCH_PARTICLES
+    assert max(passes) <= ev.MAX_SAMPLES_PER_PASS
+    monkeypatch.setattr(ev, "MAX_SAMPLES_PER_PASS", BATCH_POINTS * BATCH_PARTICLES)
+    torch.manual_seed(1)
+    whole_log_px, whole_elbo = local_bounds(vae, guide, x, BATCH_PARTICLES)
+
+    with torch.no_grad():
+        loc, scale = (t.double().numpy() for t in vae.encode(x))
+    exact_log_px = linear_gaussian.log_marginal(x, weight, bias, sigma, vae.prior_scale).numpy()
+    estimates = {
+        "log p(x)": (log_px, whole_log_px, exact_log_px, _chi_square_of_q_star(precision)),
+        "ELBO(q*)": (
+            elbo["per_point"],
+            whole_elbo["per_point"],
+            exact_log_px - _kl_to_posterior(mean, star_scale, mean, precision),
+            _log_weight_variance(mean, star_scale, mean, precision),
+        ),
+        "ELBO(q_phi)": (
+            elbo["amortized"],
+            whole_elbo["amortized"],
+            exact_log_px - _kl_to_posterior(loc, scale, mean, precision),
+            _log_weight_variance(loc, scale, mean, precision),
+        ),
+    }
+    for name, (batched, whole, truth, variance) in estimates.items():
+        se = np.sqrt(variance / BATCH_PARTICLES)
+        assert batched.shape == (BATCH_POINTS,), name
+        assert _within(batched - whole, np.sqrt(2) * se), (name, (batched - whole) / se)
+        assert _within(batched - truth, se), (name, (batched - truth) / se)
 
 
 def _within(off: np.ndarray, se: np.ndarray, *, above: float = 0.0, below: float = 0.0) -> bool:

@@ -14,7 +14,9 @@ than N runs: one tree per iteration serves every point.
 
 Gaps per point, in nats: approximation gap log p(x) - ELBO(q*), amortization
 gap ELBO(q*) - ELBO(q_phi), with log p(x) importance-sampled with q* as the
-proposal.
+proposal (:func:`local_bounds`: in batches of points, each with its own rows of q*,
+so that at most :data:`~pyrovae.evaluate.likelihood.MAX_SAMPLES_PER_PASS` samples
+are decoded at once).
 
 Each method's draws also get the log-likelihood log p(x_n | z_s) of each point at
 each draw (:mod:`pyrovae.posterior.inference.pointwise`), saved in its InferenceData
@@ -26,6 +28,8 @@ p(x_n) (see :func:`pyrovae.posterior.diagnostics.from_local`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -36,7 +40,7 @@ from torch import nn
 from torch.nn.functional import softplus
 
 from pyrovae.errors import UserError
-from pyrovae.evaluate.likelihood import importance_log_likelihood
+from pyrovae.evaluate import likelihood
 from pyrovae.models import frozen
 from pyrovae.models.likelihoods import MIN_SCALE, inverse_positive
 from pyrovae.models.vae import VAE
@@ -55,6 +59,7 @@ __all__ = [
     "PerPointGuide",
     "gap_table",
     "latent_names",
+    "local_bounds",
     "local_comparison",
     "local_idata",
     "local_posteriors",
@@ -65,7 +70,8 @@ class PerPointGuide(nn.Module):
     """q*(z|x): a free diagonal Gaussian for each of the N points, ``(N, L)`` parameters.
 
     A plain ``nn.Module`` (a Pyro guide is any callable), so it can be built and
-    fitted under any ``pyro.settings``."""
+    fitted under any ``pyro.settings``. Called with all N points; :meth:`rows` is the
+    guide of a batch of them."""
 
     def __init__(self, loc: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
@@ -73,10 +79,38 @@ class PerPointGuide(nn.Module):
         raw = torch.tensor([inverse_positive(float(s)) for s in scale.reshape(-1)])
         self.raw_scale = nn.Parameter(raw.reshape(scale.shape).to(loc))
 
+    @property
+    def scale(self) -> torch.Tensor:
+        """``(N, L)`` standard deviations."""
+        return softplus(self.raw_scale) + MIN_SCALE
+
     def forward(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
+        """Sample z ``(N, L)`` for ``x`` ``(N, D)``, all the points."""
+        self._sample(x, index=slice(None))
+
+    def rows(self, index: slice) -> Callable[..., None]:
+        """The guide of points ``index`` alone, for ``x[index]`` ``(B, D)``.
+
+        The model's ``"data"`` plate has one entry per row of the batch, so a batch of
+        points needs its own rows of the parameters, not all N."""
+        return partial(self._sample, index=index)
+
+    def _sample(
+        self,
+        x: torch.Tensor,
+        n_total: int | None = None,
+        beta: float = 1.0,
+        *,
+        index: slice,
+    ) -> None:
+        loc, scale = self.loc[index], self.scale[index]
+        if x.shape[0] != loc.shape[0]:
+            raise ValueError(
+                f"PerPointGuide: {x.shape[0]} rows of x for {loc.shape[0]} points' "
+                "parameters (use .rows(index) for a batch of the points)"
+            )
         with pyro.plate("data", x.shape[0], dim=-1):
-            scale = softplus(self.raw_scale) + MIN_SCALE
-            pyro.sample("z", dist.Normal(self.loc, scale).to_event(1))
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
 
 class LocalPosteriors(NamedTuple):
@@ -108,9 +142,50 @@ class LocalPosteriors(NamedTuple):
         return self.elbo["per_point"] - self.elbo["amortized"]
 
 
-def _elbo(vae: VAE, guide, x: torch.Tensor, k: int) -> np.ndarray:
-    with torch.no_grad():
-        return log_weights(vae.model, guide, x, k).mean(0).double().numpy()
+def _point_batches(n: int, particles: int) -> list[slice]:
+    """Consecutive slices of ``n`` points with at most MAX_SAMPLES_PER_PASS samples each
+    (``particles`` per point; one point at least)."""
+    size = max(1, likelihood.MAX_SAMPLES_PER_PASS // particles)
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _elbo(model: Callable, guide: Callable, x: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B,)`` mean of ``k`` log weights per row of ``x`` ``(B, D)``, in chunks of samples
+    so that at most MAX_SAMPLES_PER_PASS are decoded at once."""
+    chunk = max(1, min(k, likelihood.MAX_SAMPLES_PER_PASS // x.shape[0]))
+    sizes = [chunk] * (k // chunk) + ([k % chunk] if k % chunk else [])
+    return torch.cat([log_weights(model, guide, x, s) for s in sizes]).mean(0)
+
+
+@torch.no_grad()
+def local_bounds(
+    vae: VAE, guide: PerPointGuide, x: torch.Tensor, particles: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """log p(x) (proposal q*) and the ELBOs of q* and q_phi for each row of ``x`` ``(N, D)``.
+
+    The points go in batches of at most MAX_SAMPLES_PER_PASS // ``particles`` (one at
+    least, its particles then in chunks), each batch with its own rows of ``guide``, so
+    that every point's estimates use its own q* whatever the batching.
+
+    Returns
+    -------
+    log_px : ndarray
+        ``(N,)`` importance-sampled log p(x) from ``particles`` samples of q*, in nats.
+    elbo : dict
+        ``"amortized"`` / ``"per_point"`` -> ``(N,)`` ELBO from ``particles`` samples.
+    """
+    log_px, amortized, per_point = [], [], []
+    for index in _point_batches(x.shape[0], particles):
+        star, xb = guide.rows(index), x[index]
+        pair = _Pair(vae.model, star)
+        log_px.append(likelihood.importance_log_likelihood(pair, xb, particles).log_px)
+        amortized.append(_elbo(vae.model, vae.guide, xb, particles))
+        per_point.append(_elbo(vae.model, star, xb, particles))
+    return _numpy(log_px), {"amortized": _numpy(amortized), "per_point": _numpy(per_point)}
+
+
+def _numpy(parts: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat(parts).double().numpy()
 
 
 def local_posteriors(
@@ -162,8 +237,7 @@ def local_posteriors(
     seconds["per_point"] = time.perf_counter() - start
     with torch.no_grad():
         torch.manual_seed(seed + 1)
-        q_scale = softplus(guide.raw_scale) + MIN_SCALE
-        draws["per_point"] = (guide.loc + q_scale * torch.randn(total, *loc.shape)).numpy()
+        draws["per_point"] = (guide.loc + guide.scale * torch.randn(total, *loc.shape)).numpy()
 
     mcmc = {}
     for kernel in kernels:
@@ -183,14 +257,8 @@ def local_posteriors(
         draws[kernel] = result.samples["z"].reshape(-1, *loc.shape).numpy()
         seconds[kernel] = result.seconds
 
-    pair = _Pair(vae.model, guide)
-    with torch.no_grad():
-        torch.manual_seed(seed + 2)
-        log_px = importance_log_likelihood(pair, x, particles).log_px.double().numpy()
-        elbo = {
-            "amortized": _elbo(vae, vae.guide, x, particles),
-            "per_point": _elbo(vae, guide, x, particles),
-        }
+    torch.manual_seed(seed + 2)
+    log_px, elbo = local_bounds(vae, guide, x, particles)
     log_lik = {
         method: pointwise(vae.model, {"x": x}, {"z": z}).log_likelihood["x"]
         for method, z in draws.items()

@@ -52,8 +52,14 @@ Modules
 
 Import the names from here (``from pyrovae.posterior import diagnostics``); the modules
 are the layout.
-Every use of the ArviZ API lives in this package (it is written for the ArviZ 0.2x line,
-``InferenceData`` of xarray Datasets), so a move to ArviZ 1.x touches this package only.
+Every ``InferenceData`` conversion, NetCDF file, summary and plot lives in this package
+(it is written for the ArviZ 0.2x line, ``InferenceData`` of xarray Datasets). The engines call
+ArviZ directly only for their own numbers: the MCMC runner's ESS and R-hat
+(``arviz.ess``, ``arviz.rhat`` on ``arviz.convert_to_dataset``, in
+:mod:`pyrovae.posterior.inference.mcmc`, which the layer rules keep from importing this
+package) and the Pareto k-hat of importance ratios (``arviz.psislw``, in
+:mod:`pyrovae.posterior.distances`). A move to ArviZ 1.x touches this package and those two
+functions.
 """
 
 from pyrovae.posterior.diagnostics._build import NO_LOO
