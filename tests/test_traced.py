@@ -81,7 +81,8 @@ def test_traced_step_equals_eager_step_for_every_kind(kind, objective, extra):
     assert isinstance(traced, TracedObjective)
     optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
     x = _x()
-    for step, beta in enumerate([1.0, 0.3, 0.0, 1.0]):  # KL warm-up values, one trace
+    # KL warm-up (one trace for every beta < 1), then beta = 1 (a trace without the weight)
+    for step, beta in enumerate([0.3, 0.0, 0.7, 1.0, 1.0, 1.0]):
         with pyro.validation_enabled(False):
             _assert_close(
                 _loss_and_grads(traced, module, x, beta, seed=step),
@@ -93,7 +94,8 @@ def test_traced_step_equals_eager_step_for_every_kind(kind, objective, extra):
         loss.backward()
         optimizer.step()
     assert traced.dropped == []
-    assert len(traced._entries) == 1  # one shape, one trace, every beta
+    assert len(traced._entries) == 2  # one shape: warm-up and after it
+    assert all(entry.checked for entry in traced._entries.values())
 
 
 def test_each_batch_shape_gets_its_own_trace():
@@ -187,7 +189,7 @@ def test_a_model_branching_on_a_tensor_value_is_not_traced():
     assert len(messages) == 1, messages
     assert "not traced (test_traced.py:" in messages[0]
     assert "turns a tensor into a Python value" in messages[0]
-    assert traced._entries[(tuple(x.shape), x.dtype, x.device, N_TOTAL, True)].graph is None
+    assert [entry.graph for entry in traced._entries.values()] == [None]
 
 
 def test_a_trace_that_disagrees_with_the_eager_step_is_dropped(monkeypatch):
@@ -244,3 +246,22 @@ def test_fit_with_and_without_tracing_trains_the_same_model():
     for name, value in weights[0].items():
         assert torch.allclose(value, weights[1][name], rtol=1e-4, atol=1e-6), name
     assert objectives[0] == pytest.approx(objectives[1], rel=1e-6)
+
+
+def test_a_model_keeps_its_traces_across_fits_until_its_parameters_change():
+    torch.manual_seed(0)
+    vae = build_model(tiny_spec().model, 64)
+    traced = make_objective("elbo", 1, vae)
+    assert make_objective("elbo", 1, vae) is traced
+    assert make_objective("elbo", 2, vae) is not traced  # other particles, other loss
+    x = _x()
+    with pyro.validation_enabled(False):
+        traced(vae.model, vae.guide, x, N_TOTAL, 1.0)
+        assert len(traced._entries) == 1
+        # a new decoder (same shapes) may compute something else: a new trace
+        vae.decoder = build_model(tiny_spec().model, 64).decoder
+        _assert_close(
+            _loss_and_grads(traced, vae, x, 1.0, seed=3),
+            _loss_and_grads(make_objective("elbo", 1), vae, x, 1.0, seed=3),
+        )
+    assert len(traced._entries) == 2

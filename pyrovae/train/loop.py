@@ -1,9 +1,10 @@
 """Minibatch SVI for a VAE or autoencoder: the training loop.
 
 :func:`fit` runs the objective declared in a :class:`~pyrovae.spec.TrainSpec`
-with one ``torch.optim.Adam`` over the VAE's parameters (the loss is Pyro's
-``differentiable_loss``; this avoids the per-parameter ``PyroOptim`` wrapper,
-see DESIGN.md). Everything needed to continue a run is in a
+with one fused ``torch.optim.Adam`` over the VAE's parameters (the loss is Pyro's
+differentiable loss, traced once per minibatch shape when ``train.jit`` is on, see
+:mod:`pyrovae.train.traced`; one optimizer avoids the per-parameter ``PyroOptim``
+wrapper, ``benchmarks/speedups.py``). Everything needed to continue a run is in a
 :class:`TrainState`, handed to ``on_epoch_end`` after every epoch; passing it
 back as ``state=`` resumes with results identical to an uninterrupted run at
 the same seed (random states included). The loop itself touches no files.

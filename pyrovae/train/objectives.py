@@ -235,7 +235,8 @@ def make_objective(
     traced_for : torch.nn.Module, optional
         The model the objective will train; when given, the objective traces its
         step once per minibatch shape (:mod:`pyrovae.train.traced`) where that is
-        exact, and runs eagerly where it is not (``iwae_dreg``).
+        exact, and runs eagerly where it is not (``iwae_dreg``). The same model and
+        objective get the same traced objective back, traces included.
 
     Returns
     -------
@@ -250,7 +251,7 @@ def make_objective(
 
         if traced_for is None:
             return iwae
-        return traced_objective(name, traced_for, iwae, iwae)
+        return traced_objective((name, particles), traced_for, iwae, iwae)
     elbo_class = {"elbo": Trace_ELBO, "analytic_kl": TraceMeanField_ELBO}[name]
     elbo = elbo_class(
         num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1
@@ -261,4 +262,4 @@ def make_objective(
 
     if traced_for is None:
         return loss
-    return traced_objective(name, traced_for, loss, elbo_tensor_loss(elbo))
+    return traced_objective((name, particles), traced_for, loss, elbo_tensor_loss(elbo))

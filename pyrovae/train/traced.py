@@ -18,11 +18,12 @@ two ELBO methods Pyro's ``JitTrace_ELBO`` and ``JitTraceMeanField_ELBO`` call
 (``_get_traces`` and ``_differentiable_loss_particle``), which equals the loss when
 every guide site is reparameterised. The network parameters enter as inputs
 (as in :func:`torch.func.functional_call`), so the optimizer's in-place updates are
-seen; the KL weight beta enters as a tensor, so KL warm-up does not retrace; the
+seen; a KL weight other than 1 enters as a tensor, so KL warm-up takes one trace,
+and the steps after it another, in which beta is not applied at all, as eagerly. The
 number of training examples, the batch shape and the training mode are fixed per
 trace. The random draws are the eager ones; values and gradients agree with the
-eager step to float rounding (beta times the plate's scale is then a float32
-product), not bit for bit.
+eager step to float rounding (during warm-up beta times the plate's scale is a
+float32 product), not bit for bit.
 
 A trace is only used where it is known to be right:
 
@@ -46,7 +47,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,11 +133,16 @@ class _Entry:
 class TracedObjective:
     """An objective ``loss(model, guide, x, n_total, beta)`` that traces itself per shape.
 
+    Made by :func:`traced_objective`, which keeps one per model and objective, so that
+    later ``fit`` calls on the same model (resuming in-process, the family, a notebook)
+    reuse its traces.
+
     Attributes
     ----------
-    module : torch.nn.Module
+    module_ref : weakref.ref
         The model (VAE or autoencoder) whose ``model`` and ``guide`` are trained; its
-        parameters are the trace's inputs.
+        parameters and buffers are the trace's inputs. Weak, so that the cache of
+        traced objectives does not keep models alive.
     traced : callable
         The tensor-valued loss that is traced.
     eager : callable
@@ -145,16 +152,35 @@ class TracedObjective:
         Why shapes fell back to eager execution (empty when every trace held).
     """
 
-    module: torch.nn.Module
+    module_ref: weakref.ref
     traced: Loss
     eager: Loss
     dropped: list[str] = field(default_factory=list)
     _entries: dict[tuple, _Entry] = field(default_factory=dict)
 
+    @property
+    def module(self) -> torch.nn.Module:
+        module = self.module_ref()
+        if module is None:
+            raise RuntimeError("the model of this traced objective no longer exists")
+        return module
+
     def __call__(
         self, model: Callable, guide: Callable, x: torch.Tensor, n_total: int, beta: float
     ) -> torch.Tensor:
-        key = (tuple(x.shape), x.dtype, x.device, n_total, self.module.training)
+        module = self.module
+        inputs = _inputs(module)
+        # the inputs' identities: a module given new parameters (a replaced decoder)
+        # may compute something else, so it gets a new trace
+        key = (
+            tuple(x.shape),
+            x.dtype,
+            x.device,
+            n_total,
+            beta == 1.0,
+            module.training,
+            tuple(map(id, inputs)),
+        )
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry(self._trace(x, n_total, beta))
@@ -174,19 +200,9 @@ class TracedObjective:
                     stacklevel=2,
                 )
                 return self.eager(model, guide, x, n_total, beta)
-        return self._run(entry.graph, x, beta)
+        return _run(entry.graph, inputs, x, beta)
 
     # ------------------------------------------------------------------ internals
-
-    def _params(self) -> dict[str, torch.Tensor]:
-        named = dict(self.module.named_parameters())
-        named.update(self.module.named_buffers())
-        return {f"inner.{k}": v for k, v in named.items()}
-
-    def _run(self, graph: Callable, x: torch.Tensor, beta: float) -> torch.Tensor:
-        beta_t = torch.tensor(float(beta), dtype=x.dtype, device=x.device)
-        with torch.jit.optimized_execution(False):
-            return graph(tuple(self._params().values()), x, beta_t)
 
     def _trace(self, x: torch.Tensor, n_total: int, beta: float) -> Callable | None:
         """The traced step for ``x``'s shape, or None where tracing would be wrong."""
@@ -194,14 +210,16 @@ class TracedObjective:
             self.dropped.append("a guide site is not reparameterised")
             return None
         step = _Step(self.module, self.traced, n_total)
-        names = list(self._params())
+        names = [f"inner.{name}" for name in _input_names(self.module)]
+
+        unit = beta == 1.0  # the common case: no KL weight at all, as eagerly
 
         def flat(params: tuple[torch.Tensor, ...], xb: torch.Tensor, b: torch.Tensor):
             # what torch.func.functional_call does; that refuses to run inside a trace
             with _reparametrize_module(step, dict(zip(names, params, strict=True))):
-                return step(xb, b)
+                return step(xb, 1.0 if unit else b)
 
-        example = (tuple(self._params().values()), x, torch.tensor(float(beta), dtype=x.dtype))
+        example = (_inputs(self.module), x, torch.tensor(float(beta), dtype=x.dtype))
         try:
             with (
                 _recorded_trace() as caught,
@@ -233,7 +251,7 @@ class TracedObjective:
         params = [p for _, p in named]
         results = []
         for run in (
-            lambda: self._run(graph, x, beta),
+            lambda: _run(graph, _inputs(self.module), x, beta),
             lambda: self.eager(self.module.model, self.module.guide, x, n_total, beta),
         ):
             with _same_random_state(x.device):
@@ -252,13 +270,44 @@ class TracedObjective:
         return None
 
 
-def traced_objective(name: str, module: torch.nn.Module, eager: Loss, traced: Loss) -> Loss:
-    """``eager`` traced per shape by a :class:`TracedObjective` where ``name`` allows it.
+def _inputs(module: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+    """The trace's tensor inputs besides the data: parameters, then buffers."""
+    return (*module.parameters(), *module.buffers())
+
+
+def _input_names(module: torch.nn.Module) -> list[str]:
+    """Names of :func:`_inputs`, in the same order."""
+    return [name for name, _ in module.named_parameters()] + [
+        name for name, _ in module.named_buffers()
+    ]
+
+
+def _run(
+    graph: Callable, inputs: tuple[torch.Tensor, ...], x: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """One step through ``graph``, in TorchScript's interpreter without optimizing passes."""
+    beta_t = torch.tensor(float(beta), dtype=x.dtype, device=x.device)
+    with torch.jit.optimized_execution(False):
+        return graph(inputs, x, beta_t)
+
+
+_TRACED: weakref.WeakKeyDictionary[torch.nn.Module, dict[Hashable, TracedObjective]] = (
+    weakref.WeakKeyDictionary()
+)
+"""The traced objectives of each live model, by :func:`traced_objective`'s ``key``."""
+
+
+def traced_objective(
+    key: tuple[str, Hashable], module: torch.nn.Module, eager: Loss, traced: Loss
+) -> Loss:
+    """``eager`` traced per shape by a :class:`TracedObjective` where the objective allows it.
 
     Parameters
     ----------
-    name : str
-        ``train.objective``; objectives outside :data:`TRACEABLE_OBJECTIVES` stay eager.
+    key : tuple
+        ``(train.objective, anything else that changes the loss)``, e.g. the particles;
+        objectives outside :data:`TRACEABLE_OBJECTIVES` stay eager. One traced objective
+        is kept per model and key, so a later ``fit`` on the same model reuses its traces.
     module : torch.nn.Module
         The model whose ``model`` and ``guide`` the objective is called with.
     eager, traced : callable
@@ -269,9 +318,12 @@ def traced_objective(name: str, module: torch.nn.Module, eager: Loss, traced: Lo
     callable
         ``loss(model, guide, x, n_total, beta)``.
     """
-    if name not in TRACEABLE_OBJECTIVES:
+    if key[0] not in TRACEABLE_OBJECTIVES:
         return eager
-    return TracedObjective(module, traced, eager)
+    per_module = _TRACED.setdefault(module, {})
+    if key not in per_module:
+        per_module[key] = TracedObjective(weakref.ref(module), traced, eager)
+    return per_module[key]
 
 
 def _reparameterised(module: torch.nn.Module, x: torch.Tensor, n_total: int, beta: float) -> bool:
