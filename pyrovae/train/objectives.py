@@ -178,7 +178,9 @@ def iwae_dreg_loss(
     held fixed, and a hook on the sampled z multiplies the gradient that
     reaches it by ``w~_i`` once more. Parameters the model also uses (a
     VampPrior's encoder) keep their direct IWAE term, so the estimate stays
-    unbiased; for those the variance advantage is lost (docs/benchmarks.md).
+    unbiased; for those part of the variance advantage is lost, and early in
+    training DReG's encoder gradient is noisier than IWAE's
+    (``benchmarks/dreg_variance.py``).
 
     Parameters
     ----------

@@ -135,7 +135,8 @@ class TracedObjective:
 
     Made by :func:`traced_objective`, which keeps one per model and objective, so that
     later ``fit`` calls on the same model (resuming in-process, the family, a notebook)
-    reuse its traces.
+    reuse its traces. It is called as the loop calls every objective, with the model's
+    own ``model`` and ``guide``: the traces record those two.
 
     Attributes
     ----------
@@ -219,7 +220,8 @@ class TracedObjective:
             with _reparametrize_module(step, dict(zip(names, params, strict=True))):
                 return step(xb, 1.0 if unit else b)
 
-        example = (_inputs(self.module), x, torch.tensor(float(beta), dtype=x.dtype))
+        beta_t = torch.tensor(float(beta), dtype=x.dtype, device=x.device)
+        example = (_inputs(self.module), x, beta_t)
         try:
             with (
                 _recorded_trace() as caught,
