@@ -370,20 +370,6 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.fixture
-def saved(monkeypatch) -> list[Figure]:
-    """Each Figure as it is saved: ``Figure.savefig`` records it, then saves as usual."""
-    recorded: list[Figure] = []
-    savefig = Figure.savefig
-
-    def record(self, *args, **kwargs):
-        recorded.append(self)
-        return savefig(self, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", record)
-    return recorded
-
-
 def _check_png(path: Path, inches: tuple[float, float]) -> None:
     """A PNG of ``inches`` at DPI pixels with something drawn on its white background."""
     with Image.open(path) as image:

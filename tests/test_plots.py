@@ -26,20 +26,6 @@ def _no_open_figures():
     assert plt.get_fignums() == []
 
 
-@pytest.fixture
-def saved(monkeypatch) -> list[Figure]:
-    """Each Figure as it is saved: ``Figure.savefig`` records it, then saves as usual."""
-    recorded: list[Figure] = []
-    savefig = Figure.savefig
-
-    def record(self, *args, **kwargs):
-        recorded.append(self)
-        return savefig(self, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", record)
-    return recorded
-
-
 def _check_png(path, name: str) -> None:
     """A PNG of ``figures.pixel_size(name)`` with something drawn on its white background."""
     assert path.is_file()
