@@ -31,10 +31,12 @@ __all__ = [
     "Evaluation",
     "LogLikelihood",
     "active_units",
+    "chunked_log_weights",
     "evaluate",
     "importance_log_likelihood",
     "kl_per_dimension",
     "mixture_kl",
+    "rows_per_pass",
 ]
 
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -93,6 +95,21 @@ class Evaluation(NamedTuple):
         return out
 
 
+def rows_per_pass(k: int) -> int:
+    """Rows of data whose ``k`` samples each fit in one pass of
+    :data:`MAX_SAMPLES_PER_PASS` (one row at least, its samples then in chunks)."""
+    return max(1, MAX_SAMPLES_PER_PASS // k)
+
+
+def chunked_log_weights(model: Any, guide: Any, x: torch.Tensor, k: int) -> torch.Tensor:
+    """``k`` log importance weights of each row of ``x`` ``(B, D)``: ``(k, B)``, drawn in
+    chunks of samples so that at most :data:`MAX_SAMPLES_PER_PASS` are decoded at once
+    (one chunk when ``B * k`` fits)."""
+    chunk = max(1, min(k, MAX_SAMPLES_PER_PASS // x.shape[0]))
+    sizes = [chunk] * (k // chunk) + ([k % chunk] if k % chunk else [])
+    return torch.cat([log_weights(model, guide, x, s) for s in sizes])
+
+
 @torch.no_grad()
 def importance_log_likelihood(
     vae: VAE, x: torch.Tensor, k: int, *, progress: bool = False
@@ -102,12 +119,10 @@ def importance_log_likelihood(
     Rows are processed in batches and the k samples in chunks so that at most
     :data:`MAX_SAMPLES_PER_PASS` latent samples are decoded at once.
     """
-    batch = max(1, min(x.shape[0], MAX_SAMPLES_PER_PASS // k))
-    chunk = max(1, min(k, MAX_SAMPLES_PER_PASS // batch))
+    batch = min(x.shape[0], rows_per_pass(k))
     log_px, se = [], []
     for xb in tqdm(x.split(batch), disable=not progress, desc=f"log p(x), k={k}", unit="batch"):
-        sizes = [chunk] * (k // chunk) + ([k % chunk] if k % chunk else [])
-        lw = torch.cat([log_weights(vae.model, vae.guide, xb, s) for s in sizes])
+        lw = chunked_log_weights(vae.model, vae.guide, xb, k)
         log_px.append(torch.logsumexp(lw, 0) - math.log(k))
         w = (lw - lw.max(0).values).exp()
         se.append((w.var(0, correction=1) / k).sqrt() / w.mean(0) if k > 1 else w[0] * math.inf)

@@ -49,7 +49,6 @@ from pyrovae.posterior.compare import Comparison, MethodResult, compare
 from pyrovae.posterior.inference.mcmc import METROPOLIS_EXTRA, McmcResult, run_mcmc
 from pyrovae.posterior.inference.pointwise import pointwise
 from pyrovae.posterior.inference.variational import Convergence, convergence, fit_guide
-from pyrovae.train.objectives import log_weights
 
 if TYPE_CHECKING:
     import arviz as az
@@ -145,16 +144,14 @@ class LocalPosteriors(NamedTuple):
 def _point_batches(n: int, particles: int) -> list[slice]:
     """Consecutive slices of ``n`` points with at most MAX_SAMPLES_PER_PASS samples each
     (``particles`` per point; one point at least)."""
-    size = max(1, likelihood.MAX_SAMPLES_PER_PASS // particles)
+    size = likelihood.rows_per_pass(particles)
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def _elbo(model: Callable, guide: Callable, x: torch.Tensor, k: int) -> torch.Tensor:
     """``(B,)`` mean of ``k`` log weights per row of ``x`` ``(B, D)``, in chunks of samples
     so that at most MAX_SAMPLES_PER_PASS are decoded at once."""
-    chunk = max(1, min(k, likelihood.MAX_SAMPLES_PER_PASS // x.shape[0]))
-    sizes = [chunk] * (k // chunk) + ([k % chunk] if k % chunk else [])
-    return torch.cat([log_weights(model, guide, x, s) for s in sizes]).mean(0)
+    return likelihood.chunked_log_weights(model, guide, x, k).mean(0)
 
 
 @torch.no_grad()

@@ -122,11 +122,15 @@ class _Step(torch.nn.Module):
 
 @dataclass
 class _Entry:
-    """One traced shape: its graph, the calls it has served, and whether it was checked."""
+    """One traced shape: its graph and the calls it has served."""
 
     graph: Callable[..., torch.Tensor] | None
     calls: int = 0
-    checked: bool = False
+
+    @property
+    def checked(self) -> bool:
+        """Whether the trace was compared with the eager step (on its second call)."""
+        return self.calls >= 2
 
 
 @dataclass
@@ -188,8 +192,7 @@ class TracedObjective:
         if entry.graph is None:
             return self.eager(model, guide, x, n_total, beta)
         entry.calls += 1
-        if entry.calls == 2 and not entry.checked:
-            entry.checked = True
+        if entry.calls == 2:  # the check, once
             reason = self._disagreement(entry.graph, x, n_total, beta)
             if reason:
                 entry.graph = None
