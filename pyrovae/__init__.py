@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from pyrovae._version import __version__
 from pyrovae.errors import DataError, NonFiniteLossError, PyrovaeError, SpecError, UserError
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "VAE",
+    "__version__",
     "Autoencoder",
     "DataError",
     "Dataset",

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pyrovae._version import __version__
 from pyrovae.errors import Interrupted, PyrovaeError, UserError
 
 __all__ = ["EXIT_PARTIAL", "main"]
@@ -50,6 +51,35 @@ def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
         "--set model.encoder.hidden=[256,128] (repeatable)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to OUT/tensorboard (train.tensorboard=true)",
+    )
+
+
+def _add_spec_command(sub: argparse._SubParsersAction) -> None:
+    spec = sub.add_parser(
+        "spec",
+        help="print the resolved spec as TOML",
+        description="Print the spec `pyrovae train` would run, every field with its value "
+        "(defaults included), as TOML: start a spec of your own from it.",
+    )
+    spec.add_argument("spec", nargs="?", help="TOML spec file (default: the embedded digits VAE)")
+    spec.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, as for train (repeatable)",
+    )
+
+
+def _spec(args: argparse.Namespace) -> None:
+    from pyrovae.spec import load_spec, spec_to_toml
+
+    print(spec_to_toml(load_spec(args.spec, args.overrides)), end="")
 
 
 def _positive_int(text: str) -> int:
@@ -85,6 +115,7 @@ def _add_particles(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyrovae", description="Declarative VAEs on Pyro.")
+    parser.add_argument("--version", action="version", version=f"pyrovae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser(
         "train",
@@ -129,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         "sampler warnings of an InferenceData NetCDF file written by pyrovae compare.",
     )
     inspect.add_argument("file", type=Path, help="a .nc file")
+    _add_spec_command(sub)
     return parser
 
 
@@ -560,6 +592,8 @@ def _sbc(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    if getattr(args, "tensorboard", False):
+        args.overrides.append("train.tensorboard=true")
     commands = {
         "train": _train,
         "evaluate": _evaluate,
@@ -568,6 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": _compare,
         "inspect": _inspect,
         "sbc": _sbc,
+        "spec": _spec,
     }
     try:
         status = commands[args.command](args)

@@ -29,6 +29,7 @@ from pyrovae.models import LatentModel, build_model
 from pyrovae.posterior.compare import Comparison
 from pyrovae.posterior.files import PosteriorFiles, write_posteriors
 from pyrovae.report.run_report import FIGURES, make_figures, render_report
+from pyrovae.report.tensorboard import TensorBoardLog, require_tensorboard
 from pyrovae.spec import Spec, spec_to_dict
 from pyrovae.stats import linear_gaussian
 from pyrovae.train.guard import run_lock
@@ -68,7 +69,7 @@ __all__ = [
     "write_run_report",
 ]
 
-RESUMABLE_FIELDS = ("train.epochs", "train.threads")
+RESUMABLE_FIELDS = ("train.epochs", "train.threads", "train.tensorboard")
 """Spec fields that may differ between a run and its resumption."""
 
 
@@ -115,6 +116,15 @@ def _resume_state(spec: Spec, run_dir: Path, data_dim: int) -> TrainState:
     return checkpoint.state
 
 
+def _tensorboard(
+    spec: Spec, run_dir: Path, model: LatentModel, data: Dataset, state: TrainState | None
+) -> TensorBoardLog | None:
+    """The TensorBoard writer ``train.tensorboard`` asks for, starting after ``state``."""
+    if not spec.train.tensorboard:
+        return None
+    return TensorBoardLog(run_dir, model, data, first_epoch=(state.epoch if state else 0) + 1)
+
+
 def train_model(
     spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bool = True
 ) -> TrainOutcome:
@@ -146,6 +156,8 @@ def train_model(
     run_dir = Path(run_dir)
     with run_lock(run_dir):
         device = resolve_device(spec.train.device)
+        if spec.train.tensorboard:
+            require_tensorboard()
         if not resume and (run_dir / CHECKPOINT).exists():
             raise UserError(
                 f"{run_dir} already holds a run; pass --resume to continue it or choose "
@@ -157,11 +169,17 @@ def train_model(
         model = build(spec, data.dim)
         write_spec(run_dir, spec)
 
+        board = _tensorboard(spec, run_dir, model, data, state)
+
         def on_epoch_end(new_state: TrainState) -> None:
             save_checkpoint(run_dir, spec, data.dim, new_state)
             write_history(run_dir, new_state.history)
+            if board is not None:
+                board.log(new_state, spec.train.seed)
 
-        with stop_on_signals() as stop:
+        with stop_on_signals() as stop, ExitStack() as cleanup:
+            if board is not None:
+                cleanup.callback(board.close)
             result = fit(
                 model,
                 data,

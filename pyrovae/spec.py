@@ -237,6 +237,13 @@ class TrainSpec:
         "trace each minibatch shape's training step once (torch.jit.trace) and replay it: "
         "the same values and gradients with less Python per step (iwae_dreg stays eager)",
     )
+    tensorboard: bool = _field(
+        False,
+        c.boolean,
+        "also write TensorBoard event files under RUN_DIR/tensorboard: per epoch the "
+        "history's scalars, the learning rate, the validation ELBO's parts and KL per latent "
+        "dimension, reconstructions and samples (needs the tensorboard package)",
+    )
 
 
 @dataclass(frozen=True)

@@ -255,3 +255,31 @@ def test_compare_errors_exit_2_with_one_line(capsys, args, message):
     assert main(["compare", *args, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_version_is_the_package_version(capsys):
+    import pyrovae
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pyrovae {pyrovae.__version__}"
+
+
+def test_spec_prints_what_train_would_run(tmp_path, capsys):
+    from pyrovae.spec import load_spec
+
+    assert main(["spec", "--set", "train.epochs=7", "--set", "model.latent_dim=3"]) == 0
+    text = capsys.readouterr().out
+    saved = tmp_path / "my.toml"
+    saved.write_text(text)
+    assert load_spec(saved) == load_spec(None, ["train.epochs=7", "model.latent_dim=3"])
+    assert "epochs = 7" in text and "[model.encoder]" in text
+    assert main(["spec", str(saved)]) == 0
+    assert capsys.readouterr().out == text  # a round trip: the same TOML again
+
+
+def test_spec_rejects_a_bad_field_in_one_line(capsys):
+    assert main(["spec", "--set", "train.epoch=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.epoch: unknown key; did you mean 'epochs'?" in err[0]

@@ -28,10 +28,12 @@ from pyrovae.train.objectives import log_weights
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",
+    "ElboParts",
     "Evaluation",
     "LogLikelihood",
     "active_units",
     "chunked_log_weights",
+    "elbo_parts",
     "evaluate",
     "importance_log_likelihood",
     "kl_per_dimension",
@@ -187,6 +189,36 @@ def _is_binary(vae: VAE, x: torch.Tensor) -> bool:
     return vae.likelihood.name == "bernoulli" and bool(((x == 0) | (x == 1)).all())
 
 
+class ElboParts(NamedTuple):
+    """The ELBO's two parts per example, and the KL of each latent dimension."""
+
+    reconstruction: torch.Tensor
+    """``(N,)`` E_q[log p(x|z)], nats."""
+    kl: torch.Tensor
+    """``(N,)`` KL(q(z|x) || p(z)), nats."""
+    kl_per_dimension: torch.Tensor
+    """``(N, L)`` KL of each coordinate (against its prior marginal for a VampPrior)."""
+    loc: torch.Tensor
+    """``(N, L)`` the encoder's means."""
+
+
+@torch.no_grad()
+def elbo_parts(vae: VAE, x: torch.Tensor, samples: int = 10) -> ElboParts:
+    """ELBO = reconstruction - KL of each example of ``x`` ``(N, D)``, drawing from the
+    caller's random state: ``samples`` draws of z per example for the reconstruction (and
+    for a VampPrior's KL); a N(0, s^2 I) prior's KL is in closed form."""
+    loc, scale = vae.encode(x)
+    if vae.spec.prior.name == "normal":
+        kl = kl_per_dimension(loc, scale, vae.prior_scale)
+        kl_sum = kl.sum(-1)
+    else:
+        kl, kl_sum = mixture_kl(loc, scale, vae.prior(x), samples)
+    recon = torch.stack(
+        [vae.observation(loc + scale * torch.randn_like(loc)).log_prob(x) for _ in range(samples)]
+    ).mean(0)
+    return ElboParts(recon, kl_sum, kl, loc)
+
+
 @torch.no_grad()
 def evaluate(
     vae: VAE,
@@ -210,31 +242,20 @@ def evaluate(
     x = x.to(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        loc, scale = vae.encode(x)
-        if vae.spec.prior.name == "normal":
-            kl = kl_per_dimension(loc, scale, vae.prior_scale)
-            kl_sum = kl.sum(-1)
-        else:
-            kl, kl_sum = mixture_kl(loc, scale, vae.prior(x), reconstruction_samples)
-        recon = torch.stack(
-            [
-                vae.observation(loc + scale * torch.randn_like(loc)).log_prob(x)
-                for _ in range(reconstruction_samples)
-            ]
-        ).mean(0)
+        parts = elbo_parts(vae, x, reconstruction_samples)
         ll = importance_log_likelihood(vae, x, particles, progress=progress)
-    variance, active = active_units(loc.cpu())
+    variance, active = active_units(parts.loc.cpu())
     mean_ll = ll.log_px.mean().item()
     bits = -mean_ll / (x.shape[1] * math.log(2)) if _is_binary(vae, x) else None
-    kl_total = kl_sum.mean().item()
+    reconstruction, kl_total = parts.reconstruction.mean().item(), parts.kl.mean().item()
     return Evaluation(
-        elbo=recon.mean().item() - kl_total,
-        reconstruction=recon.mean().item(),
+        elbo=reconstruction - kl_total,
+        reconstruction=reconstruction,
         kl=kl_total,
         log_likelihood=mean_ll,
         log_likelihood_se=ll.mean_se,
         particles=particles,
-        kl_per_dimension=kl.mean(0).cpu(),
+        kl_per_dimension=parts.kl_per_dimension.mean(0).cpu(),
         posterior_mean_variance=variance,
         active=active,
         bits_per_dim=bits,

@@ -9,6 +9,8 @@ A run directory holds::
     figures/*.png   what the model learned (pyrovae evaluate / run)
     report.md       spec, metrics and figures in one page
     local_posteriors/   p(z|x) of a few test points by every method (pyrovae compare / run)
+    tensorboard/    TensorBoard event files, with train.tensorboard (written by
+                    pyrovae.report.tensorboard)
 
 Every file is written atomically (a temporary file in the same folder, then
 ``os.replace``), so an interrupted write never leaves a half file behind and
