@@ -63,7 +63,6 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "VAE",
-    "__version__",
     "Autoencoder",
     "DataError",
     "Dataset",
@@ -75,6 +74,7 @@ __all__ = [
     "TrainOutcome",
     "TrainState",
     "UserError",
+    "__version__",
     "build_model",
     "fit",
     "flat",
@@ -83,5 +83,3 @@ __all__ = [
     "spec_from_dict",
     "train_model",
 ]
-
-__version__ = "0.1.0"

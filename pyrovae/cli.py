@@ -23,7 +23,7 @@ from typing import Any
 from pyrovae._version import __version__
 from pyrovae.errors import Interrupted, PyrovaeError, UserError
 
-__all__ = ["EXIT_PARTIAL", "main"]
+__all__ = ["EXIT_PARTIAL", "build_parser", "main"]
 
 EXIT_PARTIAL = 3
 """Exit status of a comparison in which some methods failed or were stopped (a time
@@ -113,7 +113,8 @@ def _add_particles(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pyrovae`` argument parser, every subcommand included."""
     parser = _Parser(prog="pyrovae", description="Declarative VAEs on Pyro.")
     parser.add_argument("--version", action="version", version=f"pyrovae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -591,7 +592,7 @@ def _sbc(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if getattr(args, "tensorboard", False):
         args.overrides.append("train.tensorboard=true")
     commands = {

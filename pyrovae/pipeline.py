@@ -25,7 +25,7 @@ from pyrovae.evaluate.latent_space import latent_space_metrics
 from pyrovae.evaluate.likelihood import evaluate
 from pyrovae.local.posteriors import LocalPosteriors, gap_table, local_comparison, local_posteriors
 from pyrovae.local.section import local_section
-from pyrovae.models import LatentModel, build_model
+from pyrovae.models import VAE, LatentModel, build_model
 from pyrovae.posterior.compare import Comparison
 from pyrovae.posterior.files import PosteriorFiles, write_posteriors
 from pyrovae.report.run_report import FIGURES, make_figures, render_report
@@ -190,6 +190,7 @@ def train_model(
                 should_stop=stop,
             )
         if result.stop_reason == "interrupted":
+            assert stop.signum is not None  # only a signal stops a run mid-way
             raise Interrupted(stop.signum, result.state.epoch, result.state.step, str(run_dir))
         model.eval()
         metrics = update_metrics(run_dir, training_metrics(model, data, result, spec))
@@ -235,8 +236,9 @@ def training_metrics(
     )
     params = model.linear_gaussian()
     if params is not None:
+        weight, bias, noise = (p.cpu() for p in params)
         exact = linear_gaussian.log_marginal(
-            data.test, *(p.cpu() for p in params), prior_scale=spec.model.prior.scale
+            data.test, weight, bias, noise, prior_scale=spec.model.prior.scale
         )
         metrics["test_exact_log_likelihood_nats"] = exact.mean().item()
     if data.truth is not None:
@@ -306,7 +308,7 @@ def evaluate_run(
         job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
         spec, model = trained.spec, trained.model.to(resolve_device(trained.spec.train.device))
         evaluation = None
-        if spec.model.kind == "vae":
+        if isinstance(model, VAE):
             evaluation = evaluate(
                 model,
                 trained.data.test,
@@ -354,6 +356,7 @@ def compare_run(
     needs = "no posterior p(z|x) to compare; local posteriors need model.kind = 'vae'"
     with open_vae_run(run_dir, needs) as trained:
         seed = trained.spec.train.seed
+        assert isinstance(trained.model, VAE)  # open_vae_run refuses the other kinds
         local = local_posteriors(
             trained.model,
             trained.data.test[:points],
@@ -410,4 +413,4 @@ def run_pipeline(
             compare_run(
                 run_dir, points=local_points, num_samples=500, warmup_steps=300, progress=progress
             )
-        return read_metrics(run_dir)
+        return read_metrics(Path(run_dir))

@@ -72,10 +72,10 @@ ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "gelu", "silu", "leaky_relu", 
 
 def _field(default: Any, check: c.Check, doc: str) -> Any:
     """A dataclass field carrying its check and a one-line description."""
-    kwargs = {"default_factory": lambda: default} if isinstance(default, tuple) else {}
-    if not kwargs:
-        kwargs = {"default": default}
-    return field(metadata={"check": check, "doc": doc}, **kwargs)
+    metadata = {"check": check, "doc": doc}
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)

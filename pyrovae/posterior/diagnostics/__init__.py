@@ -36,8 +36,8 @@ Conventions
   (Magnusson et al. 2019; ArviZ 1.x's ``loo_approximate_posterior``), so every method
   estimates the elpd of the same model and their Pareto k-hat says whether it could.
 
-Modules
--------
+Module layout
+-------------
 =====================  ==============================================================
 ``mcmc``               :func:`from_mcmc`
 ``draws``              :func:`from_samples`, :func:`from_local`
