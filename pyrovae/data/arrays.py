@@ -80,7 +80,7 @@ def load_arrays(spec: DataSpec) -> Source:
     arrays = _read(path, suffix)
     if "x" not in arrays and len(arrays) != 1:
         raise DataError(f"data: {path} holds arrays {list(arrays)}; store the data under key 'x'")
-    x = arrays.get("x", next(iter(arrays.values()), None))
+    x = arrays["x"] if "x" in arrays else next(iter(arrays.values()))
     y = arrays.get("y") if "x" in arrays else None
     if x.dtype.kind not in "biuf":  # complex, strings, dates
         raise DataError(f"data: {path} holds {x.dtype} values; store real numbers")

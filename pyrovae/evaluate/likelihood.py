@@ -17,7 +17,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -97,6 +98,16 @@ class Evaluation(NamedTuple):
         return out
 
 
+class _ModelGuide(Protocol):
+    """A Pyro model and guide pair: a VAE, or anything else that has the two."""
+
+    @property
+    def model(self) -> Callable[..., Any]: ...
+
+    @property
+    def guide(self) -> Callable[..., Any]: ...
+
+
 def rows_per_pass(k: int) -> int:
     """Rows of data whose ``k`` samples each fit in one pass of
     :data:`MAX_SAMPLES_PER_PASS` (one row at least, its samples then in chunks)."""
@@ -114,7 +125,7 @@ def chunked_log_weights(model: Any, guide: Any, x: torch.Tensor, k: int) -> torc
 
 @torch.no_grad()
 def importance_log_likelihood(
-    vae: VAE, x: torch.Tensor, k: int, *, progress: bool = False
+    vae: _ModelGuide, x: torch.Tensor, k: int, *, progress: bool = False
 ) -> LogLikelihood:
     """log p(x) of each row of ``x`` ``(N, D)`` from ``k`` samples of q(z|x).
 

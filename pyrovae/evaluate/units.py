@@ -11,6 +11,8 @@ the posterior mean mu_phi(x), not of its scale).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -21,9 +23,10 @@ __all__ = ["first_layer_units", "max_activation_inputs"]
 
 def first_layer_units(model: LatentModel) -> torch.Tensor:
     """The weight rows of the encoder's first layer that belong to its units: ``(U, D)``."""
-    first = next(m for m in model.encoder if isinstance(m, nn.Linear))
+    encoder = cast(nn.Sequential, model.encoder)  # an mlp: the only kind of network
+    first = next(m for m in encoder if isinstance(m, nn.Linear))
     weight = first.weight
-    has_hidden = any(not isinstance(m, nn.Linear) for m in model.encoder)
+    has_hidden = any(not isinstance(m, nn.Linear) for m in encoder)
     if not has_hidden and first.out_features == 2 * model.latent_dim:  # a VAE: loc and scale
         weight = weight[: model.latent_dim]
     return weight.detach()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import pyro
@@ -230,7 +230,7 @@ def local_posteriors(
         window=100,
         elbo_particles=16,
     )
-    guide = fit.guide
+    guide = cast(PerPointGuide, fit.guide)
     seconds["per_point"] = time.perf_counter() - start
     with torch.no_grad():
         torch.manual_seed(seed + 1)
@@ -239,13 +239,13 @@ def local_posteriors(
     mcmc = {}
     for kernel in kernels:
         # a random walk is cheap per step but slow to adapt and to mix: give it more steps
-        scale = METROPOLIS_EXTRA if kernel == "metropolis" else 1
+        extra = METROPOLIS_EXTRA if kernel == "metropolis" else 1
         result = run_mcmc(
             vae.model,
             {"x": x},
             kernel=kernel,
-            num_samples=num_samples * scale,
-            warmup_steps=warmup_steps * scale,
+            num_samples=num_samples * extra,
+            warmup_steps=warmup_steps * extra,
             num_chains=num_chains,
             seed=seed,
             progress=progress,
@@ -265,8 +265,8 @@ def local_posteriors(
 
 
 class _Pair(NamedTuple):
-    model: object
-    guide: object
+    model: Callable[..., Any]
+    guide: Callable[..., Any]
 
 
 def latent_names(n_points: int, latent_dim: int) -> list[str]:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 from pyrovae.models.autoencoders import Autoencoder
 from pyrovae.models.vae import VAE
@@ -17,6 +18,8 @@ LatentModel = VAE | Autoencoder
 """Any model a spec declares: both have ``model``, ``guide``, ``code``, ``decode``,
 ``reconstruct`` and ``sample``."""
 
+_Model = TypeVar("_Model", bound=LatentModel)
+
 
 def build_model(spec: ModelSpec, data_dim: int) -> LatentModel:
     """The VAE (``kind = "vae"``) or autoencoder a model spec declares, for ``data_dim`` values."""
@@ -25,9 +28,10 @@ def build_model(spec: ModelSpec, data_dim: int) -> LatentModel:
     return Autoencoder(spec, data_dim)
 
 
-def frozen(vae: LatentModel) -> LatentModel:
+def frozen(vae: _Model) -> _Model:
     """A copy of ``vae`` on the CPU whose weights need no gradients."""
-    copy_ = copy.deepcopy(vae).cpu().eval()
+    copy_ = copy.deepcopy(vae)
+    copy_.cpu().eval()
     for p in copy_.parameters():
         p.requires_grad_(False)
     return copy_

@@ -34,6 +34,8 @@ The kinds differ in one place each:
 
 from __future__ import annotations
 
+from typing import cast
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -89,6 +91,8 @@ class TiedDecoder(nn.Module):
     ``parameters()`` and ``state_dict()``.
     """
 
+    _encoder: nn.Sequential
+
     def __init__(self, encoder: nn.Sequential, activation: str) -> None:
         super().__init__()
         self.__dict__["_encoder"] = encoder  # a reference; registering it would duplicate it
@@ -141,7 +145,8 @@ class Autoencoder(PyroModule):
         self.encoder = build_network(data_dim, spec.latent_dim, spec.encoder)
         self.likelihood = Likelihood(spec.likelihood)
         if self.kind == "tied_ae":
-            self.decoder = TiedDecoder(self.encoder, spec.encoder.activation)
+            encoder = cast(nn.Sequential, self.encoder)  # an mlp: the only kind of network
+            self.decoder: nn.Module = TiedDecoder(encoder, spec.encoder.activation)
         else:
             self.decoder = build_network(
                 spec.latent_dim, self.likelihood.outputs_per_pixel * data_dim, spec.decoder

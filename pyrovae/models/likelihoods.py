@@ -43,6 +43,8 @@ class Likelihood(nn.Module):
         ``"learned"`` (one shared parameter) or ``"decoder"`` (per pixel).
     """
 
+    fixed_scale: torch.Tensor  # a buffer, registered for a fixed scale
+
     def __init__(self, spec: LikelihoodSpec) -> None:
         super().__init__()
         self.name = spec.name
@@ -59,6 +61,7 @@ class Likelihood(nn.Module):
         if self.scale_mode == "learned":
             return _positive(self.raw_scale)
         if self.scale_mode == "decoder":
+            assert raw is not None
             return _positive(raw)
         return self.fixed_scale
 

@@ -91,7 +91,9 @@ class GaussianMixture(TorchDistribution):
         return torch.logsumexp(log_n, -1) - math.log(self.components)
 
     def sample(
-        self, sample_shape: tuple[int, ...] = (), generator: torch.Generator | None = None
+        self,
+        sample_shape: torch.Size | list[int] | tuple[int, ...] = (),
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Draws ``(*sample_shape, L)``: a uniform component, then its Gaussian."""
         shape = torch.Size(sample_shape)

@@ -17,6 +17,7 @@ training examples before training starts.
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 import pyro
 import pyro.distributions as dist
@@ -169,7 +170,8 @@ class VAE(PyroModule):
         """``n`` draws z ~ p(z): ``(n, L)``."""
         device = next(self.parameters()).device
         if self.spec.prior.name == "vamp":
-            return self.prior(self.pseudo_inputs).sample((n,), generator=generator)
+            prior = cast(GaussianMixture, self.prior(self.pseudo_inputs))
+            return prior.sample((n,), generator=generator)
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
         return z * self.prior_scale
 
@@ -188,5 +190,5 @@ class VAE(PyroModule):
             return None
         if self.spec.prior.name != "normal":
             return None
-        layer = self.decoder[0]
+        layer = cast(torch.nn.Linear, cast(torch.nn.Sequential, self.decoder)[0])
         return layer.weight, layer.bias, lik.scale()

@@ -14,15 +14,16 @@ import math
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.colors import to_hex
+from matplotlib.colors import ListedColormap, to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.typing import ColorType
 from scipy.stats import gaussian_kde
 
 from pyrovae.posterior.distances import MIN_SD, subsample
@@ -146,7 +147,8 @@ def method_colors(methods: Sequence[str]) -> dict[str, str]:
     dict
         Name -> hex colour.
     """
-    palette = [to_hex(c) for c in colormaps["tab10"].colors]
+    tab10 = cast(ListedColormap, colormaps["tab10"])
+    palette = [to_hex(c) for c in cast(Sequence[ColorType], tab10.colors)]
     gray = to_hex("tab:gray")
     known = {name: to_hex(color) for name, color in METHOD_COLORS.items()}
     spare = [c for c in palette if c != gray and c not in known.values()]
@@ -404,7 +406,9 @@ def _mass_levels(density: np.ndarray) -> list[float]:
     """Density values whose superlevel sets hold :data:`CONTOUR_MASSES` of a gridded density."""
     values = np.sort(density.ravel())[::-1]
     mass = np.cumsum(values) / values.sum()
-    return [float(values[min(np.searchsorted(mass, m), values.size - 1)]) for m in CONTOUR_MASSES]
+    return [
+        float(values[min(int(np.searchsorted(mass, m)), values.size - 1)]) for m in CONTOUR_MASSES
+    ]
 
 
 def _label_pair_axes(ax: Axes, names: Sequence[str], i: int, j: int, k: int) -> None:

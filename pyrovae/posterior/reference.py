@@ -62,7 +62,9 @@ def find_reference(
     if reference_file is not None or (
         model.exact is None and model.exact_draws is None and model.reference is not None
     ):
-        file_names, draws = load_reference_draws(reference_file or model.reference)
+        source = reference_file or model.reference
+        assert source is not None
+        file_names, draws = load_reference_draws(source)
         missing = [n for n in names if n not in file_names]
         if missing:
             raise UserError(
@@ -123,10 +125,12 @@ def reference_posterior(
     if reference.mcmc is not None:
         return mcmc_posterior(model, reference.mcmc, method, predictive=predictive, seed=seed)
     names = parameter_names(model.parameters)
-    groups = {}
-    if set(model_sites(model.model, model.data).latent) <= set(model.parameters):
-        latent = _unflatten(reference.draws, model.parameters)
-        groups = converter_groups(pointwise(model.model, model.data, latent, predictive=predictive))
+    if not set(model_sites(model.model, model.data).latent) <= set(model.parameters):
+        return diagnostics.from_flat(
+            reference.draws, names, method=method, parameters=model.parameters
+        )
+    latent = _unflatten(reference.draws, model.parameters)
+    groups = converter_groups(pointwise(model.model, model.data, latent, predictive=predictive))
     return diagnostics.from_flat(
         reference.draws, names, method=method, parameters=model.parameters, **groups
     )

@@ -23,7 +23,7 @@ on ``0..L`` for a method whose posterior is exact; :mod:`pyrovae.stats.ranks` te
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pyro
@@ -147,6 +147,7 @@ def _trace(target: ZooModel) -> poutine.Trace:
             model = poutine.uncondition(checker(target.model))
             return poutine.trace(model).get_trace(**target.data)
     except _ImproperPrior:
+        assert checker.improper is not None
         raise _refusal(target.name, checker.site, checker.improper) from None
     except NotImplementedError:  # a distribution that cannot draw
         raise _refusal(target.name, checker.site, "a distribution without draws as") from None
@@ -171,14 +172,18 @@ def simulate(target: ZooModel, seed: int) -> Simulation:
     """
     pyro.set_rng_seed(seed)
     trace = _trace(target)
-    observed = {
-        name: site["value"]
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample"
-        and site["infer"].get("was_observed")
-        and not site["infer"].get("_deterministic")
+    observed: dict[str, torch.Tensor] = {}
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample":
+            continue
+        infer, value = site["infer"], site["value"]
+        assert infer is not None and value is not None
+        if infer.get("was_observed") and not infer.get("_deterministic"):
+            observed[name] = value
+    values = {
+        name: cast(torch.Tensor, trace.nodes[name]["value"]).unsqueeze(0)
+        for name in target.parameters
     }
-    values = {name: trace.nodes[name]["value"].unsqueeze(0) for name in target.parameters}
     truth = flatten(values, target.parameters)[0]
     conditioned = ZooModel(
         name=target.name,

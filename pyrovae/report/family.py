@@ -138,7 +138,7 @@ def family_csv(table: dict[str, dict[str, float]]) -> str:
 
 def _best(table: dict[str, dict[str, float]], key: str) -> str | None:
     values = {k: row[key] for k, row in table.items() if key in row}
-    return min(values, key=values.get) if values else None
+    return min(values, key=values.__getitem__) if values else None
 
 
 def markdown_table(table: dict[str, dict[str, float]]) -> str:

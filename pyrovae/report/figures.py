@@ -207,13 +207,13 @@ def show_image(ax: Axes, tiled: np.ndarray, vrange: tuple[float, float], **kwarg
         spine.set_visible(False)
 
 
-def _hist_bins(values: np.ndarray) -> np.ndarray:
+def _hist_bins(values: np.ndarray) -> list[float]:
     """Bin edges shared by all series of a histogram: about sqrt(n) bins, 5 to 50."""
     finite = _finite(values)
     count = int(np.clip(round(math.sqrt(max(finite.size, 1))), 5, 50))
     if finite.size == 0:
-        return np.linspace(0.0, 1.0, count + 1)
-    return np.histogram_bin_edges(finite, bins=count)
+        return np.linspace(0.0, 1.0, count + 1).tolist()
+    return np.histogram_bin_edges(finite, bins=count).tolist()
 
 
 def _percent(share: float) -> str:
@@ -532,7 +532,7 @@ def _latent_1d(ax: Axes, z: np.ndarray, labels: np.ndarray | None) -> None:
         ax.set_ylabel("count")
     else:
         values = np.unique(labels)
-        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, size=z.shape[0])
+        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, size=len(z))
         for k, value in enumerate(values):
             keep = labels == value
             ax.scatter(z[keep], k + jitter[keep], s=8, color=label_color(k), alpha=0.6, lw=0)

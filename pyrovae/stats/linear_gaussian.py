@@ -27,7 +27,7 @@ class GaussianPosterior(NamedTuple):
     covariance: torch.Tensor
 
 
-def _double(*tensors: torch.Tensor) -> list[torch.Tensor]:
+def _double(*tensors: torch.Tensor | float) -> list[torch.Tensor]:
     return [torch.as_tensor(t, dtype=torch.float64) for t in tensors]
 
 

@@ -25,7 +25,7 @@ from pyrovae.errors import UserError
 try:
     import fcntl
 except ImportError:  # not on Windows: fall back to checking the holder's pid
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["LOCK", "ensure_writable", "run_lock"]
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 __all__ = ["STOP_SIGNALS", "StopRequest", "stop_on_signals"]
 
@@ -38,7 +39,9 @@ def stop_on_signals() -> Iterator[StopRequest]:
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {
+        s: signal.getsignal(s) for s in STOP_SIGNALS
+    }
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         if request.signum is not None:  # asked twice: stop now
@@ -51,5 +54,5 @@ def stop_on_signals() -> Iterator[StopRequest]:
     try:
         yield request
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

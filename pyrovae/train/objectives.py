@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import pyro
 import pyro.distributions as dist
@@ -106,9 +107,13 @@ def _weighted_traces(
     values = []
     for site in guide_trace.nodes.values():
         if site["type"] == "sample" and not site_is_subsample(site):
-            fn = _held(site["fn"]) if hold_q else site["fn"]
-            total = total - scale_and_mask(fn.log_prob(site["value"]), site["scale"], site["mask"])
-            values.append(site["value"])
+            fn = cast(dist.Distribution, site["fn"])
+            if hold_q:
+                fn = _held(fn)
+            value = site["value"]
+            assert value is not None
+            total = total - scale_and_mask(fn.log_prob(value), site["scale"], site["mask"])
+            values.append(value)
     return total, values
 
 

@@ -51,13 +51,14 @@ import weakref
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import ELBO
+from pyro.infer import Trace_ELBO
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import Distribution
 from torch.nn.utils.stateless import _reparametrize_module
 
 __all__ = ["TRACEABLE_OBJECTIVES", "TracedObjective", "elbo_tensor_loss", "traced_objective"]
@@ -78,7 +79,7 @@ _CHECK_RTOL = 1e-4
 Loss = Callable[..., torch.Tensor]
 
 
-def elbo_tensor_loss(elbo: ELBO) -> Loss:
+def elbo_tensor_loss(elbo: Trace_ELBO) -> Loss:
     """The negative ELBO of ``elbo`` as one tensor, as Pyro's JIT ELBOs compute it.
 
     ``Trace_ELBO.differentiable_loss`` returns ``loss + (surrogate - surrogate.item())``
@@ -334,9 +335,10 @@ def traced_objective(
 def _reparameterised(module: torch.nn.Module, x: torch.Tensor, n_total: int, beta: float) -> bool:
     """Whether every latent site of the guide can be differentiated through its sample."""
     with _same_random_state(x.device), torch.no_grad(), pyro.validation_enabled(False):
-        guide_trace = poutine.trace(module.guide).get_trace(x, n_total, beta)
+        guide = cast(Callable[..., Any], module.guide)
+        guide_trace = poutine.trace(guide).get_trace(x, n_total, beta)
     return all(
-        site["fn"].has_rsample
+        cast(Distribution, site["fn"]).has_rsample
         for site in guide_trace.nodes.values()
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     )

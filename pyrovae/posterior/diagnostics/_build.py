@@ -12,7 +12,7 @@ package (its names serve the converters); :data:`NO_LOO` is re-exported by it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import arviz as az
 import numpy as np
@@ -24,6 +24,7 @@ from pyrovae.errors import UserError
 __all__ = [
     "NO_LOO",
     "SAMPLE_DIMS",
+    "DataGroups",
     "as_array",
     "data_groups",
     "inference_data",
@@ -84,6 +85,15 @@ def _with_chains(
     return out
 
 
+class DataGroups(TypedDict):
+    """What :func:`data_groups` gives: keyword arguments of :func:`inference_data`."""
+
+    log_likelihood: dict[str, np.ndarray]
+    posterior_predictive: dict[str, np.ndarray]
+    sample_stats: dict[str, np.ndarray]
+    observed_data: dict[str, np.ndarray]
+
+
 def data_groups(
     chains: int,
     draws: int,
@@ -93,24 +103,22 @@ def data_groups(
     posterior_predictive: Mapping[str, Any] | None = None,
     observed_data: Mapping[str, Any] | None = None,
     sample_stats: Mapping[str, Any] | None = None,
-) -> dict[str, dict[str, np.ndarray]]:
+) -> DataGroups:
     """Keyword arguments of :func:`inference_data` for the groups beyond the posterior.
 
     Sampled groups must have ``(chains, draws, ...)`` arrays, or ``(chains * draws, ...)``
     with ``split``; ``observed_data`` arrays are taken as they are.
     """
-    out = {
-        group: _with_chains(values, chains, draws, group, split=split)
-        for group, values in (
-            ("log_likelihood", log_likelihood),
-            ("posterior_predictive", posterior_predictive),
-            ("sample_stats", sample_stats),
-        )
-    }
-    out["observed_data"] = {
-        k: as_array(v, f"observed_data '{k}'") for k, v in (observed_data or {}).items()
-    }
-    return out
+    return DataGroups(
+        log_likelihood=_with_chains(log_likelihood, chains, draws, "log_likelihood", split=split),
+        posterior_predictive=_with_chains(
+            posterior_predictive, chains, draws, "posterior_predictive", split=split
+        ),
+        sample_stats=_with_chains(sample_stats, chains, draws, "sample_stats", split=split),
+        observed_data={
+            k: as_array(v, f"observed_data '{k}'") for k, v in (observed_data or {}).items()
+        },
+    )
 
 
 # --- attrs ------------------------------------------------------------------------------------
@@ -183,8 +191,10 @@ def _dataset(
             sizes.setdefault(dim, (size, name))
     all_coords: dict[str, Any] = {}
     for dim, (size, name) in sizes.items():
-        given = coords is not None and dim in coords
-        values = np.asarray(coords[dim]) if given else np.arange(1, size + 1)
+        if coords is not None and dim in coords:
+            values = np.asarray(coords[dim])
+        else:
+            values = np.arange(1, size + 1)
         if values.shape != (size,):
             raise UserError(
                 f"coords['{dim}'] has {values.size} value(s), but dim '{dim}' of '{name}' has "
@@ -205,6 +215,14 @@ def _dataset(
     )
 
 
+class _Groups(TypedDict, total=False):
+    posterior: xr.Dataset
+    sample_stats: xr.Dataset
+    log_likelihood: xr.Dataset
+    posterior_predictive: xr.Dataset
+    observed_data: xr.Dataset
+
+
 def inference_data(
     posterior: Mapping[str, np.ndarray],
     *,
@@ -220,7 +238,7 @@ def inference_data(
 ) -> az.InferenceData:
     if not posterior:
         raise UserError("no posterior variables to convert")
-    groups = {"posterior": _dataset(posterior, 2, dims, coords)}
+    groups: _Groups = {"posterior": _dataset(posterior, 2, dims, coords)}
     if sample_stats:
         groups["sample_stats"] = _dataset(sample_stats, 2, None, None, sample_stats_attrs)
     if log_likelihood:

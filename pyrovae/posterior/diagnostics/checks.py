@@ -138,7 +138,7 @@ def warnings(idata: az.InferenceData) -> list[str]:
     """
     if "posterior" not in idata.groups():
         raise UserError("the InferenceData has no posterior group")
-    posterior = idata.posterior
+    posterior = idata["posterior"]
     chains = int(posterior.sizes["chain"])
     out = []
 

@@ -65,7 +65,8 @@ def _unflatten(columns: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarra
             )
         array = np.empty((*columns.shape[:2], *shape), dtype=np.float64)
         for index, p in entries.items():
-            array[(slice(None), slice(None), *index)] = columns[..., p]
+            key: tuple[slice | int, ...] = (slice(None), slice(None), *index)
+            array[key] = columns[..., p]
         out[base] = array
     return out
 

@@ -29,9 +29,9 @@ def _log_ratio(idata: az.InferenceData) -> xr.DataArray | None:
 def loo_variables(idata: az.InferenceData) -> list[str]:
     """Variables of the ``log_likelihood`` group that PSIS-LOO applies to: empty when there
     is no such group or its attrs carry a :data:`NO_LOO` note."""
-    if "log_likelihood" not in idata.groups() or idata.log_likelihood.attrs.get(NO_LOO):
+    if "log_likelihood" not in idata.groups() or idata["log_likelihood"].attrs.get(NO_LOO):
         return []
-    return [str(name) for name in idata.log_likelihood.data_vars]
+    return [str(name) for name in idata["log_likelihood"].data_vars]
 
 
 def _loo_names(idata: az.InferenceData) -> list[str]:
@@ -41,7 +41,7 @@ def _loo_names(idata: az.InferenceData) -> list[str]:
         return names
     if "log_likelihood" not in idata.groups():
         raise UserError("the InferenceData has no log_likelihood group; LOO needs one")
-    raise UserError(f"LOO does not apply: {idata.log_likelihood.attrs[NO_LOO]}")
+    raise UserError(f"LOO does not apply: {idata['log_likelihood'].attrs[NO_LOO]}")
 
 
 def loo(idata: az.InferenceData, var_name: str | None = None) -> az.ELPDData:
@@ -76,7 +76,7 @@ def loo(idata: az.InferenceData, var_name: str | None = None) -> az.ELPDData:
     with quiet_arviz():
         if log_ratio is None:
             return az.loo(idata, pointwise=True, var_name=var_name, scale="log")
-        return _corrected_loo(idata.log_likelihood[var_name], log_ratio)
+        return _corrected_loo(idata["log_likelihood"][var_name], log_ratio)
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:
@@ -146,7 +146,7 @@ def loo_mcse(idata: az.InferenceData, var_name: str | None = None) -> float:
     if var_name not in (None, *names):
         raise UserError(f"log_likelihood has no variable {var_name!r} (it has {names})")
     var_name = var_name or names[0]
-    log_lik = idata.log_likelihood[var_name]
+    log_lik = idata["log_likelihood"][var_name]
     obs_dims = [d for d in log_lik.dims if d not in SAMPLE_DIMS]
     values = np.asarray(log_lik.transpose(*SAMPLE_DIMS, *obs_dims).values, dtype=np.float64)
     chains, draws = values.shape[:2]

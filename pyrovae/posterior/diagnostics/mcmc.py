@@ -20,6 +20,8 @@ from pyrovae.posterior.diagnostics._build import (
 from pyrovae.posterior.targets.zoo import squeeze_padding
 
 if TYPE_CHECKING:
+    import torch
+
     from pyrovae.posterior.inference.mcmc import McmcResult
 
 __all__ = ["from_mcmc"]
@@ -32,9 +34,9 @@ def from_mcmc(
     parameters: Mapping[str, tuple[int, ...]] | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
-    log_likelihood: Mapping[str, np.ndarray] | None = None,
-    observed_data: Mapping[str, np.ndarray] | None = None,
-    posterior_predictive: Mapping[str, np.ndarray] | None = None,
+    log_likelihood: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+    observed_data: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+    posterior_predictive: Mapping[str, np.ndarray | torch.Tensor] | None = None,
     loo_note: str | None = None,
 ) -> az.InferenceData:
     """An :class:`~pyrovae.posterior.inference.mcmc.McmcResult` as InferenceData (Metropolis

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,9 @@ def _ordered(idatas: Mapping[str, az.InferenceData]) -> dict[str, az.InferenceDa
 
 def _elements(
     idatas: Mapping[str, az.InferenceData], var_names: Sequence[str] | None
-) -> list[tuple[str, str, dict[str, Any]]]:
+) -> list[tuple[str, str, dict[Hashable, Any]]]:
     """``(label, variable, selection)`` of every scalar element to draw, first dataset first."""
-    posteriors = [idata.posterior for idata in idatas.values()]
+    posteriors = [idata["posterior"] for idata in idatas.values()]
     first = posteriors[0]
     if var_names is None:
         names = [str(v) for v in first.data_vars if all(v in p.data_vars for p in posteriors)]
@@ -67,15 +67,16 @@ def _elements(
 def _scalars(
     key: str,
     idata: az.InferenceData,
-    elements: Sequence[tuple[str, str, dict[str, Any]]],
+    elements: Sequence[tuple[str, str, dict[Hashable, Any]]],
     max_draws: int | None = None,
     seed: int = 0,
 ) -> az.InferenceData:
     """InferenceData whose posterior holds one scalar variable per element (label names)."""
     arrays = {}
+    posterior = idata["posterior"]
     for label, name, selection in elements:
         try:
-            values = idata.posterior[name].sel(selection).transpose(*SAMPLE_DIMS).values
+            values = posterior[name].sel(selection).transpose(*SAMPLE_DIMS).values
         except KeyError:
             raise UserError(f"'{key}' has no element {label}") from None
         arrays[label] = np.asarray(values, dtype=np.float64)

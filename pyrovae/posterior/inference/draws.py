@@ -45,7 +45,7 @@ def max_plate_nesting(model: Callable, data: dict[str, Any]) -> int:
         -f.dim
         for site in trace.nodes.values()
         for f in site.get("cond_indep_stack", ())
-        if f.vectorized
+        if f.dim is not None
     ]
     return max(dims, default=0)
 
@@ -85,12 +85,12 @@ def _site_values(model_trace: poutine.Trace, sites: list[str], num_samples: int)
     missing = [s for s in sites if s not in model_trace.nodes]
     if missing:
         raise UserError(f"the model has no site {missing[0]!r}")
-    return {
-        s: model_trace.nodes[s]["value"].expand(
-            num_samples, *model_trace.nodes[s]["value"].shape[1:]
-        )
-        for s in sites
-    }
+    values = {}
+    for s in sites:
+        value = model_trace.nodes[s]["value"]
+        assert value is not None
+        values[s] = value.expand(num_samples, *value.shape[1:])
+    return values
 
 
 def _log_density(trace: poutine.Trace, num_samples: int) -> np.ndarray:

@@ -39,7 +39,7 @@ starts as Pyro's own autoguides do.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pyro.distributions as dist
 import torch
@@ -131,7 +131,8 @@ class WhitenedGuide(ag.AutoContinuous):
         if self.family == "auto_normal":
             return dist.Normal(mean, self.d * self.scale).to_event(1)
         if self.family == "auto_mvn":
-            tril = self.L0 @ (self.scale[:, None] * self.scale_tril)
+            scale = cast(torch.Tensor, self.scale)  # a PyroParam reads as its tensor
+            tril = self.L0 @ (scale[:, None] * self.scale_tril)
             return dist.MultivariateNormal(mean, scale_tril=tril)
         if self.family == "auto_lowrank_mvn":
             scale = self.d * self.scale

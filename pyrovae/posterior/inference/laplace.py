@@ -88,7 +88,9 @@ def _negative_log_density(
         guide_trace = poutine.trace(guide).get_trace(**data)
         replayed = poutine.replay(model, trace=guide_trace)
         model_trace = poutine.trace(replayed).get_trace(**data)
-        return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
+        difference = guide_trace.log_prob_sum() - model_trace.log_prob_sum()
+        assert isinstance(difference, torch.Tensor)
+        return difference
 
     return value
 

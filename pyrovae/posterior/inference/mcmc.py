@@ -397,7 +397,7 @@ class _Recorder:
         self.divergences: int | None = None
         self.diverging: torch.Tensor | None = None
 
-    def __call__(self, kernel: MCMCKernel, params: Any, stage: str, i: int) -> None:
+    def __call__(self, kernel: HMC | _RandomWalk, params: Any, stage: str, i: int) -> None:
         deadline.check()  # every iteration, warm-up included
         if not stage.startswith("Sample"):
             return
@@ -493,11 +493,15 @@ def _deterministic_shapes(
     """Names and per-draw shapes of the model's ``pyro.deterministic`` sites (one prior run)."""
     with torch.no_grad(), poutine.block():
         trace = poutine.trace(model).get_trace(**model_kwargs)
-    return {
-        name: site["value"].shape
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and site["infer"].get("_deterministic", False)
-    }
+    shapes = {}
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample":
+            continue
+        infer, value = site["infer"], site["value"]
+        assert infer is not None and value is not None
+        if infer.get("_deterministic", False):
+            shapes[name] = value.shape
+    return shapes
 
 
 def _deterministic_draws(
@@ -755,6 +759,8 @@ def _combine(kernel: str, chains: list[ChainResult]) -> McmcResult:
     diagnostics = {name: _site_diagnostics(x) for name, x in samples.items()}
     has_divergences = chains[0].divergences is not None
     has_steps = chains[0].num_steps is not None
+    num_steps = [ch.num_steps for ch in chains if ch.num_steps is not None]
+    diverging = [ch.diverging for ch in chains if ch.diverging is not None]
     return McmcResult(
         kernel=kernel,
         samples=samples,
@@ -765,13 +771,9 @@ def _combine(kernel: str, chains: list[ChainResult]) -> McmcResult:
             if has_divergences
             else None
         ),
-        num_steps=torch.stack([ch.num_steps for ch in chains]) if has_steps else None,
+        num_steps=torch.stack(num_steps) if has_steps else None,
         seconds=sum(ch.seconds for ch in chains),
         ess={name: ess for name, (ess, _) in diagnostics.items()},
         r_hat={name: r_hat for name, (_, r_hat) in diagnostics.items()},
-        diverging=(
-            torch.stack([ch.diverging for ch in chains])
-            if all(ch.diverging is not None for ch in chains)
-            else None
-        ),
+        diverging=torch.stack(diverging) if len(diverging) == len(chains) else None,
     )

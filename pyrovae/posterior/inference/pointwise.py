@@ -26,13 +26,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import Distribution
 
 from pyrovae.errors import UserError
 
@@ -115,15 +116,18 @@ def model_sites(model: Callable[..., Any], data: Mapping[str, Any]) -> ModelSite
         if site["type"] != "sample" or site_is_subsample(site):
             continue
         infer = site["infer"]
+        assert infer is not None
         if infer.get("_deterministic") or infer.get("is_auxiliary"):
             continue
-        fn = site["fn"]
-        frames = [-f.dim for f in site["cond_indep_stack"] if f.vectorized]
+        fn = cast(Distribution, site["fn"])
+        frames = [-f.dim for f in site["cond_indep_stack"] if f.dim is not None]
         nesting = max(nesting, len(fn.batch_shape), *frames)
+        value = site["value"]
+        assert value is not None
         if site["is_observed"]:
-            observed[name] = (site["value"].detach(), fn.batch_shape)
+            observed[name] = (value.detach(), fn.batch_shape)
         else:
-            latent[name] = (fn.batch_shape, fn.event_shape, site["value"].dtype)
+            latent[name] = (fn.batch_shape, fn.event_shape, value.dtype)
     return ModelSites(latent, observed, nesting)
 
 
@@ -149,7 +153,7 @@ def _read(trace: poutine.Trace, sites: ModelSites, count: int, predictive: bool)
     """Log-likelihood ``(count, *batch)`` and predictive draws ``(count, *value)`` per site."""
     log_lik, draws = {}, {}
     for name, (value, batch) in sites.observed.items():
-        fn = trace.nodes[name]["fn"]
+        fn = cast(Distribution, trace.nodes[name]["fn"])
         log_lik[name] = _rows(fn.log_prob(value), count, tuple(batch), f"log p({name})")
         if predictive:
             draws[name] = _rows(fn.sample(), count, tuple(value.shape), f"draws of {name}")

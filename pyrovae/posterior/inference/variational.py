@@ -38,13 +38,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pyro
 import torch
 from pyro.infer import Trace_ELBO
 from pyro.optim.clipped_adam import ClippedAdam
+from torch import nn
 from tqdm.auto import tqdm
 
 from pyrovae.errors import PyrovaeError, UserError
@@ -287,17 +289,20 @@ def fit_guide(
     """
     data = dict(data or {})
     nesting = max_plate_nesting(model, data)
-    named = isinstance(guide, str)
-    name = guide if named else getattr(guide, "__name__", type(guide).__name__)
-    if named:
-        _check_family(guide)  # before the Laplace approximation's work
+    family = guide if isinstance(guide, str) else None
+    name = family if family is not None else getattr(guide, "__name__", type(guide).__name__)
+    if family is not None:
+        _check_family(family)  # before the Laplace approximation's work
     clock = time.perf_counter()
-    approximation = laplace(model, data, seed=seed) if named else None
+    approximation = laplace(model, data, seed=seed) if family is not None else None
     pyro.set_rng_seed(seed)
     with pyro.settings.context(module_local_params=True):
-        guide_fn = make_guide(guide, model, approximation) if named else guide
+        if family is not None and approximation is not None:
+            guide_fn: nn.Module = make_guide(family, model, approximation)
+        else:
+            guide_fn = cast(nn.Module, guide)  # a Pyro guide with parameters, e.g. a PyroModule
         guide_fn(**data)  # create parameters
-        params = [p for p in guide_fn.parameters() if p.requires_grad]
+        params: list[torch.Tensor] = [p for p in guide_fn.parameters() if p.requires_grad]
         elbo, final_elbo = (
             Trace_ELBO(num_particles=n, vectorize_particles=n > 1, max_plate_nesting=nesting)
             for n in (particles, particles * FINAL_PARTICLES_FACTOR)
@@ -306,17 +311,18 @@ def fit_guide(
         def loss_fn(final: bool) -> torch.Tensor:
             return (final_elbo if final else elbo).differentiable_loss(model, guide_fn, **data)
 
-        whitened = isinstance(guide_fn, WhitenedGuide) and approximation.ok
-        offset_fn = (lambda: _offset(model, guide_fn, params, data, nesting)) if whitened else None
+        offset_fn: Callable[[], _Gradient] | None = None
+        if isinstance(guide_fn, WhitenedGuide) and approximation is not None and approximation.ok:
+            offset_fn = partial(_offset, model, guide_fn, params, data, nesting)
         with pyro.validation_enabled(False):  # the traced model was validated above
             losses, stop, gradient = _optimize(
                 loss_fn, params, lr, window, max_steps, name, progress, offset_fn
             )
         seconds = time.perf_counter() - clock
     value, se = _elbo(model, guide_fn, data, elbo_particles, seed)
-    if named:
+    if family is not None and approximation is not None:
         start = "laplace" if approximation.ok else f"prior median: {approximation.reason}"
-        at_laplace, at_laplace_se = _elbo_at_laplace(guide, model, data, approximation, seed)
+        at_laplace, at_laplace_se = _elbo_at_laplace(family, model, data, approximation, seed)
     else:
         start, at_laplace, at_laplace_se = "given", math.nan, math.nan
     result = VariationalResult(

@@ -28,16 +28,23 @@ the sampler starts as Pyro's does, and :attr:`WarmStart.reason` says why.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import torch
 from pyro import poutine
 from pyro.infer.autoguide.initialization import init_to_value
 from pyro.ops.welford import WelfordCovariance
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import biject_to
+from torch.distributions import Distribution, biject_to
 
 from pyrovae.posterior.inference.laplace import laplace
+
+if TYPE_CHECKING:
+    from pyro.infer.mcmc import HMC
+
+    _Kernel = HMC  # what LaplaceMass is mixed into
+else:
+    _Kernel = object
 
 __all__ = ["LaplaceMass", "ScaledWelford", "WarmStart", "latent_shapes", "warm_start"]
 
@@ -101,11 +108,13 @@ def latent_shapes(model: Callable[..., Any], data: dict[str, Any]) -> dict[str, 
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site["is_observed"]:
             continue
-        if site["infer"].get("_deterministic", False) or site["infer"].get("is_auxiliary"):
+        infer = site["infer"]
+        assert infer is not None
+        if infer.get("_deterministic", False) or infer.get("is_auxiliary"):
             continue
         if site_is_subsample(site):
             continue
-        support = site["fn"].support
+        support = cast(Distribution, site["fn"]).support
         shapes[name] = (biject_to(support).inv(site["value"]).shape, support)
     return dict(sorted(shapes.items()))
 
@@ -176,7 +185,7 @@ class ScaledWelford(WelfordCovariance):
         return (n * cov + k * self.target.to(cov.dtype)) / (n + k)
 
 
-class LaplaceMass:
+class LaplaceMass(_Kernel):
     """Mixin for Pyro's ``HMC``/``NUTS``: after Pyro sets up its identity mass matrix,
     replace it by :attr:`initial_inverse_mass` (when set), regularise its adaptation
     towards it (:class:`ScaledWelford`) and find the step size anew.
@@ -193,7 +202,9 @@ class LaplaceMass:
         if not self.initial_inverse_mass:
             return
         adapter = self.mass_matrix_adapter
-        options = {"dtype": self._potential_energy_last.dtype}
+        energy = self._potential_energy_last
+        assert energy is not None  # HMC.setup computes it at the initial point first
+        options = {"dtype": energy.dtype}
         new = {}
         for sites, current in adapter.inverse_mass_matrix.items():
             if tuple(sites) != tuple(sorted(self.initial_params)):

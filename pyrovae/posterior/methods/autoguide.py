@@ -17,9 +17,9 @@ import numpy as np
 from pyrovae.posterior import diagnostics
 from pyrovae.posterior.compare import MethodResult
 from pyrovae.posterior.distances import psis_khat
-from pyrovae.posterior.inference.draws import guide_draws, importance_log_ratios
+from pyrovae.posterior.inference.draws import GuideDraws, guide_draws, importance_log_ratios
 from pyrovae.posterior.inference.pointwise import model_sites, pointwise
-from pyrovae.posterior.inference.variational import convergence, fit_guide
+from pyrovae.posterior.inference.variational import VariationalResult, convergence, fit_guide
 from pyrovae.posterior.methods.base import Budget, converter_groups
 from pyrovae.posterior.targets.zoo import ZooModel, flatten
 
@@ -55,7 +55,8 @@ class AutoguideMethod:
         model, data = target.model, target.data
         latent = model_sites(model, data).latent
         sites = list(dict.fromkeys([*target.parameters, *latent]))
-        khats, fits, first = [], [], None
+        khats, fits = [], []
+        first: tuple[GuideDraws, VariationalResult] | None = None
         for offset in range(budget.restarts):
             fit = fit_guide(model, data, self.name, seed=seed + offset, progress=progress)
             fits.append(fit)
@@ -68,6 +69,7 @@ class AutoguideMethod:
                     model, fit.guide, data, budget.draws, seed=seed + offset
                 )
             khats.append(psis_khat(log_ratios))
+        assert first is not None  # budget.restarts >= 1
         draws, fit = first
         fitted = convergence(fits)
         ratios = draws.log_ratios

@@ -9,7 +9,7 @@ its draws ``(S, P)`` in the target's parameter order, what it reports about itse
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from pyrovae.posterior.compare import MethodResult
 from pyrovae.posterior.inference.pointwise import Pointwise
 from pyrovae.posterior.targets.zoo import ZooModel, flatten
 
-__all__ = ["Budget", "Method", "converter_groups", "flat_chains"]
+__all__ = ["Budget", "ConverterGroups", "Method", "converter_groups", "flat_chains"]
 
 
 class Budget(NamedTuple):
@@ -75,7 +75,15 @@ def flat_chains(samples: dict[str, torch.Tensor], model: ZooModel) -> np.ndarray
     return flat.reshape(-1, flat.shape[-1])
 
 
-def converter_groups(pw: Pointwise, chains: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+class ConverterGroups(TypedDict):
+    """What :func:`converter_groups` gives: keyword arguments of the converters."""
+
+    log_likelihood: dict[str, np.ndarray]
+    posterior_predictive: dict[str, np.ndarray]
+    observed_data: dict[str, np.ndarray]
+
+
+def converter_groups(pw: Pointwise, chains: int | None = None) -> ConverterGroups:
     """Keyword arguments of the :mod:`~pyrovae.posterior.diagnostics` converters from a
     :class:`Pointwise`; ``chains``: reshape ``(S, ...)`` to ``(chains, S // chains, ...)``."""
 
@@ -84,8 +92,8 @@ def converter_groups(pw: Pointwise, chains: int | None = None) -> dict[str, dict
             return arrays
         return {k: a.reshape(chains, -1, *a.shape[1:]) for k, a in arrays.items()}
 
-    return {
-        "log_likelihood": split(pw.log_likelihood),
-        "posterior_predictive": split(pw.posterior_predictive),
-        "observed_data": pw.observed_data,
-    }
+    return ConverterGroups(
+        log_likelihood=split(pw.log_likelihood),
+        posterior_predictive=split(pw.posterior_predictive),
+        observed_data=pw.observed_data,
+    )

@@ -32,6 +32,8 @@ def _import_function(target: str) -> tuple[Callable[..., Any], str]:
     if not path.is_file():
         raise UserError(f"model file {str(path)!r} does not exist")
     spec = importlib.util.spec_from_file_location(f"pyrovae_user_{path.stem}", path)
+    if spec is None or spec.loader is None:  # a file Python cannot import, e.g. not .py
+        raise UserError(f"model file {str(path)!r} is not a Python module")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -111,14 +113,14 @@ def load_user_model(target: str, data_file: str | Path | None = None) -> ZooMode
             f"{target} failed on the data: {type(err).__name__}: "
             f"{' '.join(str(err).split())}; check the data's keys and shapes{_integer_hint(data)}"
         ) from None
-    latent = {
-        name: tuple(site["value"].shape)
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample"
-        and not site["is_observed"]
-        and not site_is_subsample(site)
-        and not site["infer"].get("is_auxiliary")
-    }
+    latent: dict[str, tuple[int, ...]] = {}
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
+        infer, value = site["infer"], site["value"]
+        assert infer is not None and value is not None
+        if not infer.get("is_auxiliary"):
+            latent[name] = tuple(value.shape)
     if not latent:
         raise UserError(f"{target} has no latent sample sites to infer")
     if any(math.prod(shape) > 100 for shape in latent.values()):
