@@ -38,9 +38,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
+def _add_spec_source(p: argparse.ArgumentParser) -> None:
+    """The spec file and its ``--set`` overrides, shared by every command that reads a spec."""
     p.add_argument("spec", nargs="?", help="TOML spec file (default: the embedded digits VAE)")
-    p.add_argument("--out", type=Path, help="run directory (default: runs/<name>-<time>)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -50,6 +50,11 @@ def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
         help="override a spec field, e.g. --set train.epochs=5 or "
         "--set model.encoder.hidden=[256,128] (repeatable)",
     )
+
+
+def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
+    _add_spec_source(p)
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<name>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--tensorboard",
@@ -65,15 +70,7 @@ def _add_spec_command(sub: argparse._SubParsersAction) -> None:
         description="Print the spec `pyrovae train` would run, every field with its value "
         "(defaults included), as TOML: start a spec of your own from it.",
     )
-    spec.add_argument("spec", nargs="?", help="TOML spec file (default: the embedded digits VAE)")
-    spec.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field, as for train (repeatable)",
-    )
+    _add_spec_source(spec)
 
 
 def _spec(args: argparse.Namespace) -> None:
