@@ -43,7 +43,7 @@ import torch
 
 from pyrovae.family import run_family
 from pyrovae.report.family import reading
-from pyrovae.spec import KINDS, Spec, load_spec
+from pyrovae.spec import FAMILY_KINDS, Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 PRIOR, FITTED = "latent_prior_energy_distance", "latent_fitted_energy_distance"
@@ -69,7 +69,9 @@ def run(data: str, args: argparse.Namespace, out: Path) -> dict[str, float]:
     """Train the family on ``data``, print its table; returns the two ratios."""
     spec = family_spec(data, args)
     start = time.perf_counter()
-    result = run_family(spec, out / data, KINDS, particles=args.particles, progress=not args.quiet)
+    result = run_family(
+        spec, out / data, FAMILY_KINDS, particles=args.particles, progress=not args.quiet
+    )
     seconds = time.perf_counter() - start
     table = result.table
     print(
@@ -125,7 +127,8 @@ def main() -> None:
     if "mnist" in datasets and not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").exists():
         sys.exit(f"no MNIST test images in {args.mnist}; pass --mnist DIR (or --data digits)")
     print(
-        f"threads={torch.get_num_threads()} data={','.join(datasets)} kinds={','.join(KINDS)} "
+        f"threads={torch.get_num_threads()} data={','.join(datasets)} "
+        f"kinds={','.join(FAMILY_KINDS)} "
         f"epochs={args.epochs or 'from the spec'} particles={args.particles}"
     )
     with tempfile.TemporaryDirectory(prefix="pyrovae-family-") as tmp:

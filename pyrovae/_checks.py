@@ -19,6 +19,7 @@ __all__ = [
     "Check",
     "boolean",
     "choice",
+    "count_or_fraction",
     "fraction",
     "integer",
     "non_negative_float",
@@ -153,6 +154,15 @@ def scale_or_choice(*options: str) -> Check:
         raise _fail(path, f"a positive number or {listed}", value)
 
     return check
+
+
+def count_or_fraction(value: Any, path: str) -> int | float:
+    """An integer >= 1 (a count) or a float in (0, 1] (a share)."""
+    if _is_int(value) and value >= 1:
+        return int(value)
+    if isinstance(value, float) and 0 < value <= 1:
+        return value
+    raise _fail(path, "an integer >= 1 (a count per class) or a number in (0, 1] (a share)", value)
 
 
 def positive_int_tuple(value: Any, path: str) -> tuple[int, ...]:

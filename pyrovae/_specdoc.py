@@ -21,7 +21,8 @@ def _rows(cls: type, instance: object, prefix: str) -> list[str]:
         options = getattr(check, "options", None)
         allowed = " \\| ".join(f"`{o}`" for o in options) if options else ""
         shown = toml_value(list(value) if isinstance(value, tuple) else value)
-        rows.append(f"| `{path}` | `{shown}` | {allowed} | {f.metadata['doc']} |")
+        doc = f.metadata["doc"].replace("|", "\\|")  # p(x|z) inside a table cell
+        rows.append(f"| `{path}` | `{shown}` | {allowed} | {doc} |")
     return rows
 
 

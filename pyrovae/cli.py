@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_family(sub: argparse._SubParsersAction) -> None:
-    from pyrovae.spec import KINDS
+    from pyrovae.spec import FAMILY_KINDS
 
     family = sub.add_parser(
         "family",
@@ -175,17 +175,19 @@ def _add_family(sub: argparse._SubParsersAction) -> None:
     )
     _add_spec_arguments(family)
     _add_particles(family)
-    family.add_argument("--kinds", help=f"comma-separated model kinds (default: {','.join(KINDS)})")
+    family.add_argument(
+        "--kinds", help=f"comma-separated model kinds (default: {','.join(FAMILY_KINDS)})"
+    )
 
 
 def _family(args: argparse.Namespace) -> None:
-    from pyrovae.spec import KINDS, load_spec
+    from pyrovae.spec import FAMILY_KINDS, load_spec
 
     spec = load_spec(args.spec, args.overrides)  # a bad spec stops here, before torch
     from pyrovae.family import run_family
     from pyrovae.report.family import reading
 
-    kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else list(KINDS)
+    kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else list(FAMILY_KINDS)
     out = args.out or _default_out(f"{spec.name}-family")
     result = run_family(spec, out, kinds, particles=args.particles, progress=not args.quiet)
     for line in reading(result.table):
@@ -322,11 +324,12 @@ def _default_out(name: str) -> Path:
 def _train(args: argparse.Namespace) -> None:
     spec = _resolve_spec(args)  # a bad spec stops here, before torch is imported
     from pyrovae.pipeline import train_model
+    from pyrovae.spec import AUTOENCODER_KINDS
 
     out = args.out or _default_out(spec.name)
     outcome = train_model(spec, out, resume=args.resume, progress=not args.quiet)
     m = outcome.metrics
-    name = "ELBO" if spec.model.kind == "vae" else "objective (−loss)"
+    name = "objective (−loss)" if spec.model.kind in AUTOENCODER_KINDS else "ELBO"
     value = m.get("test_elbo_nats", m.get("test_objective_nats"))
     print(
         f"trained {m['epochs']} epochs in {m['seconds']:.1f} s; "

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from pyrovae.errors import UserError
 from pyrovae.pipeline import load_trained, run_pipeline
 from pyrovae.report.family import family_csv, family_figures, family_table, render_family
-from pyrovae.spec import KINDS, Spec, spec_from_dict, spec_to_dict
+from pyrovae.spec import FAMILY_KINDS, Spec, spec_from_dict, spec_to_dict
 from pyrovae.train.guard import ensure_writable
 from pyrovae.train.rundir import CHECKPOINT, write_atomic
 
@@ -44,9 +44,10 @@ def family_specs(spec: Spec, kinds: Sequence[str]) -> dict[str, Spec]:
         An unknown or repeated kind, or a spec that is invalid for a kind (e.g. the
         ``iwae`` objective, which an autoencoder cannot use), before anything trains.
     """
-    if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(KINDS):
+    if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(FAMILY_KINDS):
         raise UserError(
-            f"--kinds: expected distinct names from {', '.join(KINDS)}, got {', '.join(kinds)}"
+            f"--kinds: expected distinct names from {', '.join(FAMILY_KINDS)}, "
+            f"got {', '.join(kinds)}"
         )
     out = {}
     for kind in kinds:
@@ -63,7 +64,7 @@ def family_specs(spec: Spec, kinds: Sequence[str]) -> dict[str, Spec]:
 def run_family(
     spec: Spec,
     out_dir: str | Path,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = FAMILY_KINDS,
     *,
     particles: int = 1000,
     progress: bool = True,

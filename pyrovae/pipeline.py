@@ -20,17 +20,19 @@ from typing import Any, NamedTuple
 import torch
 
 from pyrovae.data.dataset import Dataset, binarize, load_data
+from pyrovae.data.labelled import hide_labels, label_rows
 from pyrovae.errors import Interrupted, UserError
+from pyrovae.evaluate.labels import classifier_evaluation
 from pyrovae.evaluate.latent_space import latent_space_metrics
 from pyrovae.evaluate.likelihood import evaluate
 from pyrovae.local.posteriors import LocalPosteriors, gap_table, local_comparison, local_posteriors
 from pyrovae.local.section import local_section
-from pyrovae.models import VAE, LatentModel, build_model
+from pyrovae.models import M2, VAE, LatentModel, build_model
 from pyrovae.posterior.compare import Comparison
 from pyrovae.posterior.files import PosteriorFiles, write_posteriors
 from pyrovae.report.run_report import FIGURES, make_figures, render_report
 from pyrovae.report.tensorboard import TensorBoardLog, require_tensorboard
-from pyrovae.spec import Spec, spec_to_dict
+from pyrovae.spec import AUTOENCODER_KINDS, LABEL_KINDS, Spec, spec_to_dict
 from pyrovae.stats import linear_gaussian
 from pyrovae.train.guard import run_lock
 from pyrovae.train.interrupt import stop_on_signals
@@ -61,6 +63,7 @@ __all__ = [
     "build",
     "compare_run",
     "evaluate_run",
+    "load_spec_data",
     "load_trained",
     "open_vae_run",
     "run_pipeline",
@@ -83,10 +86,21 @@ class TrainOutcome(NamedTuple):
     metrics: dict[str, Any]
 
 
-def build(spec: Spec, data_dim: int) -> LatentModel:
-    """The VAE or autoencoder a spec declares, initialised from ``spec.train.seed``."""
+def build(spec: Spec, data_dim: int, classes: int | None = None) -> LatentModel:
+    """The model a spec declares, initialised from ``spec.train.seed``; a label model
+    needs the number of ``classes``."""
     torch.manual_seed(spec.train.seed)
-    return build_model(spec.model, data_dim)
+    return build_model(spec.model, data_dim, classes, spec.train.classifier_weight)
+
+
+def load_spec_data(spec: Spec) -> Dataset:
+    """The data ``spec.data`` declares, as the rows ``spec.model.kind`` trains on: for a
+    label model each split gets its class column (:func:`~pyrovae.data.labelled.label_rows`,
+    M2's unchosen training labels hidden)."""
+    data = load_data(spec.data, spec.model.likelihood.name)
+    if spec.model.kind in LABEL_KINDS:
+        data = label_rows(data, spec.model.kind, spec.data.labelled, spec.data.seed)
+    return data
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
@@ -163,10 +177,10 @@ def train_model(
                 f"{run_dir} already holds a run; pass --resume to continue it or choose "
                 "another --out"
             )
-        data = load_data(spec.data, spec.model.likelihood.name)
-        check_memory(spec, data.dim, device)
+        data = load_spec_data(spec)
+        check_memory(spec, data.dim, device, data.classes)
         state = _resume_state(spec, run_dir, data.dim) if resume else None
-        model = build(spec, data.dim)
+        model = build(spec, data.dim, data.classes)
         write_spec(run_dir, spec)
 
         board = _tensorboard(spec, run_dir, model, data, state)
@@ -204,7 +218,8 @@ def training_metrics(
     """ELBOs per split (beta = 1, nats per example) and training facts.
 
     For an autoencoder the ELBO is its negative loss, log p(x | g(f(x))) minus
-    any sparsity penalty, so the keys are ``<split>_objective_nats``.
+    any sparsity penalty, so the keys are ``<split>_objective_nats``. A CVAE's ELBO
+    bounds log p(x | y); M2's is U(x), with every label hidden, a bound on log p(x).
 
     With dynamic binarization the training split is binarized once, with a
     fixed seed, so that the number is reproducible. When the trained model is
@@ -214,13 +229,14 @@ def training_metrics(
     (``test_true_log_likelihood_nats``).
     """
     device = next(model.parameters()).device
-    name = "elbo" if spec.model.kind == "vae" else "objective"
+    name = "objective" if spec.model.kind in AUTOENCODER_KINDS else "elbo"
     generator = torch.Generator().manual_seed(spec.data.seed + 1)
-    splits = {
-        "train": binarize(data.train, generator) if data.dynamic_binarization else data.train,
-        "validation": data.validation,
-        "test": data.test,
-    }
+    train = data.train
+    if data.dynamic_binarization:
+        train = binarize(train, generator, data.dim)
+    splits = {"train": train, "validation": data.validation, "test": data.test}
+    if spec.model.kind == "m2":  # U(x), the bound on log p(x), in every split
+        splits = {split: hide_labels(x) for split, x in splits.items()}
     metrics: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.train.seed)
@@ -262,18 +278,19 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
     run_dir = Path(run_dir)
     checkpoint = load_checkpoint(run_dir)
     spec = checkpoint.spec
-    data = load_data(spec.data, spec.model.likelihood.name)
-    model = build(spec, checkpoint.data_dim)
+    data = load_spec_data(spec)
+    model = build(spec, checkpoint.data_dim, data.classes)
     model.load_state_dict(checkpoint.state.final_model)
     return TrainedRun(spec, model.eval(), data, checkpoint.state)
 
 
 @contextmanager
-def open_vae_run(run_dir: Path, needs: str) -> Iterator[TrainedRun]:
+def open_vae_run(run_dir: Path, needs: str, *, label_models: bool = True) -> Iterator[TrainedRun]:
     """A trained VAE run for the block: locked, loaded, on its spec's threads.
 
     ``needs`` ends the error for a run without a prior p(z) (an autoencoder), e.g.
-    ``"no posterior p(z|x) to compare; local posteriors need model.kind = 'vae'"``.
+    ``"no posterior p(z|x) to compare; local posteriors need model.kind = 'vae'"``;
+    with ``label_models = False`` the label models (cvae, m2) are refused too.
 
     Raises
     ------
@@ -283,9 +300,13 @@ def open_vae_run(run_dir: Path, needs: str) -> Iterator[TrainedRun]:
     with run_lock(run_dir, create=False), ExitStack() as job:
         trained = load_trained(run_dir)
         job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
-        if trained.spec.model.kind != "vae":
+        if trained.spec.model.kind in AUTOENCODER_KINDS:
             raise UserError(
                 f"{run_dir} holds a {trained.spec.model.kind}: it has no prior p(z), so {needs}"
+            )
+        if not label_models and trained.data.classes is not None:
+            raise UserError(
+                f"{run_dir} holds a {trained.spec.model.kind}, whose p(x|z) needs a class: {needs}"
             )
         yield trained
 
@@ -308,18 +329,23 @@ def evaluate_run(
         job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
         spec, model = trained.spec, trained.model.to(resolve_device(trained.spec.train.device))
         evaluation = None
+        test = trained.data.test
         if isinstance(model, VAE):
             evaluation = evaluate(
                 model,
-                trained.data.test,
+                hide_labels(test) if isinstance(model, M2) else test,
                 particles=particles,
                 seed=spec.train.seed,
                 progress=progress,
             )
-        latent = latent_space_metrics(
-            model, trained.data, spec.model.autoencoder, seed=spec.train.seed
-        )
-        new = {**(evaluation.to_metrics() if evaluation else {}), **latent.to_metrics()}
+        new = evaluation.to_metrics() if evaluation else {}
+        if isinstance(model, M2):
+            new.update(classifier_evaluation(model, test, seed=spec.train.seed).to_metrics())
+        if trained.data.classes is None:
+            latent = latent_space_metrics(
+                model, trained.data, spec.model.autoencoder, seed=spec.train.seed
+            )
+            new.update(latent.to_metrics())
         metrics = update_metrics(run_dir, new)
         make_figures(
             model,
@@ -353,7 +379,7 @@ def compare_run(
     if points < 1:
         raise UserError(f"--points: expected a positive integer, got {points}")
     run_dir = Path(run_dir)
-    needs = "no posterior p(z|x) to compare; local posteriors need model.kind = 'vae'"
+    needs = "no posterior p(z|x) to compare; local posteriors need a vae, cvae or m2"
     with open_vae_run(run_dir, needs) as trained:
         seed = trained.spec.train.seed
         assert isinstance(trained.model, VAE)  # open_vae_run refuses the other kinds
@@ -409,7 +435,7 @@ def run_pipeline(
     with run_lock(run_dir):
         train_model(spec, run_dir, progress=progress)
         evaluate_run(run_dir, particles=particles, progress=progress)
-        if local_points and spec.model.kind == "vae":
+        if local_points and spec.model.kind not in AUTOENCODER_KINDS:
             compare_run(
                 run_dir, points=local_points, num_samples=500, warmup_steps=300, progress=progress
             )

@@ -253,7 +253,7 @@ def sbc_run(
     """
     run_dir = Path(run_dir)
     needs = "nothing to draw z from; amortized SBC needs model.kind = 'vae'"
-    with open_vae_run(run_dir, needs) as trained:
+    with open_vae_run(run_dir, needs, label_models=False) as trained:
         folder = ensure_writable(out if out is not None else run_dir / SBC_DIR)
         result = amortized_sbc(trained.model, replications=replications, draws=draws, seed=seed)
         spec = trained.spec.model

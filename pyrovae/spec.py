@@ -31,8 +31,10 @@ from pyrovae.errors import SpecError
 __all__ = [
     "AUTOENCODER_KINDS",
     "DATA_SOURCES",
+    "FAMILY_KINDS",
     "IWAE_OBJECTIVES",
     "KINDS",
+    "LABEL_KINDS",
     "NETWORK_KINDS",
     "AutoencoderSpec",
     "DataSpec",
@@ -55,9 +57,14 @@ __all__ = [
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "laplace")
 BINARY_LIKELIHOODS = ("bernoulli",)
 UNIT_INTERVAL_LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
-KINDS = ("vae", "ae", "tied_ae", "denoising_ae", "sparse_ae")
-AUTOENCODER_KINDS = KINDS[1:]
+KINDS = ("vae", "ae", "tied_ae", "denoising_ae", "sparse_ae", "cvae", "m2")
+AUTOENCODER_KINDS = ("ae", "tied_ae", "denoising_ae", "sparse_ae")
 """The deterministic ancestors of the VAE: point-mass guides, no prior."""
+FAMILY_KINDS = ("vae", *AUTOENCODER_KINDS)
+"""The autoencoder family the VAE grew from (``pyrovae family``)."""
+LABEL_KINDS = ("cvae", "m2")
+"""Models that use the class labels: the conditional VAE p(x|z,y) and the semi-supervised
+M2, where y is a latent variable of the examples whose label is hidden."""
 IWAE_OBJECTIVES = ("iwae", "iwae_dreg")
 """Objectives that train the k-sample importance-weighted bound."""
 NETWORK_KINDS = ("mlp",)
@@ -105,6 +112,15 @@ class DataSpec:
     )
     validation_fraction: float = _field(
         0.1, c.fraction(False), "share of the training split kept for validation"
+    )
+    labels_path: str = _field(
+        "", c.text, "arrays: a .npy or one-column .csv file of class labels, one per row"
+    )
+    labelled: int | float = _field(
+        1.0,
+        c.count_or_fraction,
+        "m2: training examples that keep their label: an integer is a count per class, a "
+        "number in (0, 1] a share of the training split (chosen with data.seed)",
     )
     limit: int = _field(0, c.integer(0), "use at most this many training examples (0: all)")
     seed: int = _field(0, c.integer(0, SEED_MAX), "seed of the split and of static binarization")
@@ -184,7 +200,8 @@ class ModelSpec:
     kind: str = _field(
         "vae",
         c.choice(*KINDS),
-        "vae, or an autoencoder: ae, tied_ae, denoising_ae, sparse_ae",
+        "vae; a label model: cvae (p(x|z,y)), m2 (semi-supervised, y latent where hidden); "
+        "or an autoencoder: ae, tied_ae, denoising_ae, sparse_ae",
     )
     latent_dim: int = _field(2, c.integer(1), "dimension of z")
     encoder: NetworkSpec = field(default_factory=NetworkSpec)
@@ -236,6 +253,18 @@ class TrainSpec:
         c.boolean,
         "trace each minibatch shape's training step once (torch.jit.trace) and replay it: "
         "the same values and gradients with less Python per step (iwae_dreg stays eager)",
+    )
+    classifier_weight: float = _field(
+        0.1,
+        c.non_negative_float,
+        "m2: alpha / N, the weight of log q(y|x) on labelled examples per training example "
+        "(Kingma et al. 2014 use alpha = 0.1 N)",
+    )
+    labelled_per_batch: int = _field(
+        0,
+        c.integer(0),
+        "m2: labelled examples in every minibatch (0: their share of the training split, at "
+        "least 1); the plates weight both kinds so the loss still estimates the full ELBO",
     )
     tensorboard: bool = _field(
         False,
@@ -362,7 +391,52 @@ def _check_consistency(spec: Spec) -> None:
         )
     if m.kind in AUTOENCODER_KINDS:
         _check_autoencoder(spec)
+    _check_labels(spec)
     _check_prior(spec)
+
+
+def _check_labels(spec: Spec) -> None:
+    """Label fields used only where a model uses labels; M2's sum over classes."""
+    d, m, t = spec.data, spec.model, spec.train
+    if d.labels_path and d.name != "arrays":
+        raise SpecError(
+            "data.labels_path",
+            f"only the arrays source reads a labels file, "
+            f"not '{d.name}' (its labels come with the data)",
+        )
+    every_label = isinstance(d.labelled, float) and d.labelled == 1.0  # an int 1: one per class
+    if not every_label and m.kind != "m2":
+        raise SpecError(
+            "data.labelled",
+            f"only the semi-supervised model.kind = 'm2' hides labels; got '{m.kind}'",
+        )
+    if t.labelled_per_batch and m.kind != "m2":
+        raise SpecError(
+            "train.labelled_per_batch",
+            f"only model.kind = 'm2' mixes labelled and unlabelled examples; got '{m.kind}'",
+        )
+    if t.labelled_per_batch >= t.batch_size:
+        raise SpecError(
+            "train.labelled_per_batch",
+            f"leaves no room for unlabelled examples in a batch of {t.batch_size}; use less",
+        )
+    if t.classifier_weight != TrainSpec.classifier_weight and m.kind != "m2":
+        raise SpecError(
+            "train.classifier_weight",
+            f"only model.kind = 'm2' has a classifier q(y|x); got '{m.kind}'",
+        )
+    if m.kind in LABEL_KINDS and m.prior.name != "normal":
+        raise SpecError(
+            "model.prior.name",
+            f"model.kind = '{m.kind}' takes the normal prior, got '{m.prior.name}'",
+        )
+    if m.kind == "m2" and (t.objective != "elbo" or t.particles != 1):
+        field_ = "train.objective" if t.objective != "elbo" else "train.particles"
+        raise SpecError(
+            field_,
+            "model.kind = 'm2' sums its class out exactly with TraceEnum_ELBO, which trains "
+            "the single-sample 'elbo' (particles = 1)",
+        )
 
 
 def _check_prior(spec: Spec) -> None:

@@ -13,7 +13,7 @@ from pyrovae.errors import UserError
 from pyrovae.family import family_specs
 from pyrovae.pipeline import compare_run
 from pyrovae.report.family import COLUMNS, markdown_table, reading
-from pyrovae.spec import KINDS, load_spec
+from pyrovae.spec import FAMILY_KINDS, load_spec
 
 TINY = ["--set", "data.limit=200", "--set", "train.epochs=3", "--quiet"]
 
@@ -46,7 +46,9 @@ def test_family_trains_every_kind_and_writes_table_figures_and_report(tmp_path, 
     assert main([*args, *TINY]) == 0
     printed = capsys.readouterr().out
     assert "denoising autoencoder" in printed and "report:" in printed
-    assert [p.name for p in sorted(out.iterdir()) if p.is_dir()] == sorted([*KINDS, "figures"])
+    assert [p.name for p in sorted(out.iterdir()) if p.is_dir()] == sorted(
+        [*FAMILY_KINDS, "figures"]
+    )
     report = (out / "family.md").read_text()
     for link in _links(report):
         assert (out / link).stat().st_size > 1000
@@ -57,8 +59,8 @@ def test_family_trains_every_kind_and_writes_table_figures_and_report(tmp_path, 
         "family_distances",
     }
     rows = (out / "family.csv").read_text().splitlines()
-    assert rows[0].startswith("kind,") and [r.split(",")[0] for r in rows[1:]] == list(KINDS)
-    for kind in KINDS:
+    assert rows[0].startswith("kind,") and [r.split(",")[0] for r in rows[1:]] == list(FAMILY_KINDS)
+    for kind in FAMILY_KINDS:
         assert f"[{kind}]({kind}/report.md)" in report
     # A second family into the same folder is refused before anything trains.
     assert main([*args, *TINY]) == 2
@@ -68,7 +70,7 @@ def test_family_trains_every_kind_and_writes_table_figures_and_report(tmp_path, 
 def test_family_checks_every_kinds_spec_before_training(tmp_path):
     spec = load_spec(None, ["train.objective=iwae", "train.particles=5"])
     with pytest.raises(UserError, match=r"model.kind = 'ae'.*train.objective"):
-        family_specs(spec, KINDS)
+        family_specs(spec, FAMILY_KINDS)
     with pytest.raises(UserError, match="--kinds"):
         family_specs(load_spec(), ["vae", "gan"])
     assert main(["family", "--out", str(tmp_path / "f"), "--kinds", "vae,vae", "--quiet"]) == 2

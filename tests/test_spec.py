@@ -364,7 +364,8 @@ FIELD_ERRORS = [
     (
         {"model.kind": "gan"},
         "model.kind",
-        "expected one of 'vae', 'ae', 'tied_ae', 'denoising_ae', 'sparse_ae', got 'gan'",
+        "expected one of 'vae', 'ae', 'tied_ae', 'denoising_ae', 'sparse_ae', 'cvae', 'm2', "
+        "got 'gan'",
     ),
     (
         {"data.binarize": ["static"]},

@@ -1,5 +1,6 @@
 """The arrays source: a ``.npy`` (2-D, or 3-D images), ``.npz`` (``x``, optional ``y``)
-or ``.csv`` file of the user's own data."""
+or ``.csv`` file of the user's own data, and optionally its labels in a file of their own
+(``data.labels_path``: a 1-D ``.npy`` or a one-column ``.csv``)."""
 
 from __future__ import annotations
 
@@ -84,4 +85,24 @@ def load_arrays(spec: DataSpec) -> Source:
     y = arrays.get("y") if "x" in arrays else None
     if x.dtype.kind not in "biuf":  # complex, strings, dates
         raise DataError(f"data: {path} holds {x.dtype} values; store real numbers")
+    if spec.labels_path:
+        y = _read_labels(Path(spec.labels_path))
     return Source(x, y, origin=str(path))
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    """One label per row from a 1-D ``.npy`` or a one-column ``.csv`` file (a header
+    line allowed); the checks of :func:`~pyrovae.data.checks.check_labels` follow."""
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".csv"):
+        raise DataError(f"data: labels file {path} has suffix {suffix!r}; use .npy or .csv")
+    if not path.is_file():
+        raise DataError(f"data: labels file {path} does not exist; check data.labels_path")
+    y = _read(path, suffix)["x"]
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(
+            f"data: labels file {path} holds shape {y.shape}; give one label per row (1 column)"
+        )
+    return y

@@ -9,20 +9,42 @@ import copy
 from typing import TypeVar
 
 from pyrovae.models.autoencoders import Autoencoder
+from pyrovae.models.conditional import CVAE
+from pyrovae.models.m2 import M2
 from pyrovae.models.vae import VAE
-from pyrovae.spec import ModelSpec
+from pyrovae.spec import LABEL_KINDS, ModelSpec
 
-__all__ = ["VAE", "Autoencoder", "LatentModel", "build_model", "frozen"]
+__all__ = ["CVAE", "M2", "VAE", "Autoencoder", "LatentModel", "build_model", "frozen"]
 
 LatentModel = VAE | Autoencoder
 """Any model a spec declares: both have ``model``, ``guide``, ``code``, ``decode``,
-``reconstruct`` and ``sample``."""
+``reconstruct`` and ``sample`` (the label models :class:`CVAE` and :class:`M2` are VAEs
+that train on rows with a class column)."""
 
 _Model = TypeVar("_Model", bound=LatentModel)
 
 
-def build_model(spec: ModelSpec, data_dim: int) -> LatentModel:
-    """The VAE (``kind = "vae"``) or autoencoder a model spec declares, for ``data_dim`` values."""
+def build_model(
+    spec: ModelSpec, data_dim: int, classes: int | None = None, classifier_weight: float = 0.1
+) -> LatentModel:
+    """The model ``spec.kind`` declares, for ``data_dim`` values per example.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    data_dim : int
+        D.
+    classes : int, optional
+        C, for the label models (``cvae``, ``m2``).
+    classifier_weight : float
+        M2's alpha / N (``train.classifier_weight``).
+    """
+    if spec.kind in LABEL_KINDS:
+        if classes is None:
+            raise ValueError(f"model.kind = {spec.kind!r} needs the number of classes")
+        if spec.kind == "cvae":
+            return CVAE(spec, data_dim, classes)
+        return M2(spec, data_dim, classes, classifier_weight)
     if spec.kind == "vae":
         return VAE(spec, data_dim)
     return Autoencoder(spec, data_dim)

@@ -133,6 +133,14 @@ class Autoencoder(PyroModule):
     generative use an autoencoder was never trained for).
     """
 
+    discrete_latents = False
+    """An autoencoder has no discrete latent sites to sum out."""
+
+    @staticmethod
+    def pixels(rows: torch.Tensor) -> torch.Tensor:
+        """The data values of a batch: the rows themselves ``(B, D)``."""
+        return rows
+
     def __init__(self, spec: ModelSpec, data_dim: int) -> None:
         super().__init__()
         if spec.kind not in AUTOENCODER_KINDS:

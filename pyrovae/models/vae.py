@@ -52,6 +52,8 @@ class VAE(PyroModule):
         Latent size, encoder/decoder networks, likelihood, prior and guide.
     data_dim : int
         D, the number of values per example (pixels).
+    condition_dim : int
+        Extra inputs of both networks (a label model's one-hot class); 0 for the VAE.
 
     Notes
     -----
@@ -61,15 +63,21 @@ class VAE(PyroModule):
     share weights by name.
     """
 
-    def __init__(self, spec: ModelSpec, data_dim: int) -> None:
+    discrete_latents = False
+    """Whether the model has discrete latent sites that the objective sums out
+    (:class:`~pyrovae.models.m2.M2`)."""
+
+    def __init__(self, spec: ModelSpec, data_dim: int, condition_dim: int = 0) -> None:
         super().__init__()
         self.spec = spec
         self.data_dim = data_dim
         self.latent_dim = spec.latent_dim
-        self.encoder = build_network(data_dim, 2 * spec.latent_dim, spec.encoder)
+        self.encoder = build_network(data_dim + condition_dim, 2 * spec.latent_dim, spec.encoder)
         self.likelihood = Likelihood(spec.likelihood)
         self.decoder = build_network(
-            spec.latent_dim, self.likelihood.outputs_per_pixel * data_dim, spec.decoder
+            spec.latent_dim + condition_dim,
+            self.likelihood.outputs_per_pixel * data_dim,
+            spec.decoder,
         )
         self.prior_scale = spec.prior.scale
         if spec.prior.name == "vamp":
@@ -88,9 +96,19 @@ class VAE(PyroModule):
         """The posterior mean mu_phi(x): ``(B, D) -> (B, L)`` (the code an autoencoder has)."""
         return self.encode(x)[0]
 
-    def observation(self, z: torch.Tensor) -> dist.TorchDistribution:
-        """p(x|z) for latents ``(..., L)``: batch shape ``(...)``, event ``(D,)``."""
+    def observation(
+        self, z: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> dist.TorchDistribution:
+        """p(x|z) for latents ``(..., L)``: batch shape ``(...)``, event ``(D,)``.
+
+        ``rows`` ``(B, ...)``, the examples z belongs to, is what a label model reads its
+        classes from; the VAE does not need it."""
         return self.likelihood(self.decoder(z))
+
+    def pixels(self, rows: torch.Tensor) -> torch.Tensor:
+        """The data values of a batch ``(B, D)``: the rows themselves for the VAE
+        (a label model's rows also hold the class)."""
+        return rows
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """E[x|z]: ``(..., L) -> (..., D)``."""

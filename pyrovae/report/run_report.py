@@ -15,12 +15,16 @@ from typing import Any
 import torch
 
 from pyrovae.data.dataset import Dataset
+from pyrovae.data.labelled import split_rows
+from pyrovae.evaluate.labels import confusion_matrix
 from pyrovae.evaluate.latent_space import fitted_gaussian, interpolation_paths, sample_fitted
 from pyrovae.evaluate.likelihood import Evaluation
 from pyrovae.evaluate.units import max_activation_inputs
-from pyrovae.models import LatentModel, frozen
+from pyrovae.models import M2, LatentModel, frozen
 from pyrovae.models.autoencoders import corrupt
-from pyrovae.report import figures, latent_figures
+from pyrovae.models.conditional import CVAE
+from pyrovae.report import figures, label_figures, latent_figures
+from pyrovae.report.label_figures import LABEL_FIGURES
 from pyrovae.spec import Spec, spec_to_toml
 from pyrovae.train.state import EpochRecord
 
@@ -52,6 +56,7 @@ FIGURES = {
     "denoising": "Clean test inputs, corrupted copies (the spec's corruption) and their "
     "reconstructions.",
 }
+FIGURES.update(LABEL_FIGURES)
 """Figure names (files ``figures/<name>.png``) and their captions."""
 
 METRIC_DOCS = {
@@ -139,6 +144,8 @@ def make_figures(
     the unit features and denoising figures image data.
     """
     model = frozen(model)  # a CPU copy: the caller's model keeps its device and mode
+    if isinstance(model, CVAE):
+        return _label_model_figures(model, data, history, evaluation, folder, seed)
     test, shape = data.test, data.image_shape
     generator = torch.Generator().manual_seed(seed)
     vae = _is_vae(model)
@@ -198,6 +205,63 @@ def make_figures(
         )
     if shape is not None:
         out.update(_unit_figures(model, x, shape, folder, generator))
+    return out
+
+
+_CLASS_SAMPLES = 10  # columns of the class-samples figure
+_TRANSFERRED = 6  # test inputs in the class-transfer figure
+
+
+def _label_model_figures(
+    model: CVAE,
+    data: Dataset,
+    history: Sequence[EpochRecord],
+    evaluation: Evaluation | None,
+    folder: Path,
+    seed: int,
+) -> dict[str, Path]:
+    """The figures of a CVAE or M2 on rows with a class column: training curves,
+    reconstructions, samples per class, the class transfer, codes coloured by class, KL
+    per dimension and (M2) the classifier's confusion matrix."""
+    test, shape = data.test, data.image_shape
+    generator = torch.Generator().manual_seed(seed)
+    out: dict[str, Path] = {}
+    if history:
+        out["training_curves"] = figures.plot_training_curves(
+            history, folder / "training_curves.png", "validation ELBO"
+        )
+    x = test[:10]
+    out["reconstructions"] = figures.plot_reconstructions(
+        model.pixels(x), model.reconstruct(x), shape, folder / "reconstructions.png"
+    )
+    c, n = model.classes, _CLASS_SAMPLES
+    z = model.sample_prior(c * n, generator)
+    classes = torch.arange(c).repeat_interleave(n)
+    out["class_samples"] = label_figures.plot_class_samples(
+        model.decode(z, classes).reshape(c, n, -1), shape, folder / "class_samples.png"
+    )
+    shown = test[:_TRANSFERRED]
+    if shape is not None and shown.shape[0]:
+        loc = model.encode(shown)[0].unsqueeze(1).expand(-1, c, -1)
+        decoded = model.decode(loc, torch.arange(c).expand(shown.shape[0], c))
+        out["class_transfer"] = label_figures.plot_class_transfer(
+            model.pixels(shown), decoded, shape, folder / "class_transfer.png"
+        )
+    y = split_rows(test)[1]
+    out["latent_space"] = figures.plot_latent_space(
+        model.code(test), y, folder / "latent_space.png"
+    )
+    if evaluation is not None:
+        out["kl_per_dimension"] = figures.plot_kl_per_dimension(
+            evaluation.kl_per_dimension, evaluation.active, folder / "kl_per_dimension.png"
+        )
+    if isinstance(model, M2) and test.shape[0]:
+        predicted = model.classify(test).argmax(-1)
+        out["confusion"] = label_figures.plot_confusion(
+            confusion_matrix(y, predicted, c),
+            folder / "confusion.png",
+            accuracy=(predicted == y).double().mean().item(),
+        )
     return out
 
 

@@ -133,7 +133,9 @@ class TensorBoardLog:
         shown = x[:_SHOWN]
         generator = torch.Generator(device=device).manual_seed(0)
         pictures = {
-            "images/reconstructions": torch.cat([shown, self._model.reconstruct(shown)]),
+            "images/reconstructions": torch.cat(
+                [self._model.pixels(shown), self._model.reconstruct(shown)]
+            ),
             "images/samples": self._model.sample(2 * _SHOWN, generator),
         }
         for tag, rows in pictures.items():

@@ -34,7 +34,7 @@ from pyrovae.data.dataset import Dataset, binarize
 from pyrovae.errors import NonFiniteLossError
 from pyrovae.models import LatentModel
 from pyrovae.spec import IWAE_OBJECTIVES, TrainSpec
-from pyrovae.train.batches import Batches, ShuffledBatches
+from pyrovae.train.batches import Batches, batches_for
 from pyrovae.train.objectives import estimate_bound, estimate_elbo, make_objective
 from pyrovae.train.placement import LocalPlacement, Placement
 from pyrovae.train.process import ProcessGroup, SingleProcess
@@ -87,6 +87,8 @@ class _Run(NamedTuple):
     vae: LatentModel
     x_train: torch.Tensor
     dynamic_binarization: bool
+    pixels: int
+    """Columns of a row that are data (a label model's rows end with the class)."""
     train: TrainSpec
     objective: Callable[..., torch.Tensor]
     optimizer: torch.optim.Optimizer
@@ -162,7 +164,9 @@ def fit(
     device = placement.device
     placement.place_model(vae)
     x_train, x_val = placement.place_data(data.train), placement.place_data(data.validation)
-    batches = batches or ShuffledBatches(x_train.shape[0], train.batch_size, device)
+    batches = batches or batches_for(
+        x_train, data.classes, train.batch_size, device, train.labelled_per_batch
+    )
     optimizer = _adam(vae, train.lr)
     generator = torch.Generator(device=device)
     if state is None:
@@ -183,8 +187,14 @@ def fit(
         vae,
         x_train,
         data.dynamic_binarization,
+        data.dim,
         train,
-        make_objective(train.objective, train.particles, vae if train.jit else None),
+        make_objective(
+            train.objective,
+            train.particles,
+            vae if train.jit else None,
+            enumerate_discrete=vae.discrete_latents,
+        ),
         optimizer,
         generator,
         batches,
@@ -236,7 +246,7 @@ def _epoch(
     for step in range(first, len(epoch_batches)):
         xb = run.x_train[epoch_batches[step]]
         if run.dynamic_binarization:
-            xb = binarize(xb, run.generator)
+            xb = binarize(xb, run.generator, run.pixels)
         done = (epoch - 1) * steps + step
         beta = beta_at(train, done + 1, steps)
         if train.lr_schedule != "constant":

@@ -68,16 +68,21 @@ def _activations(network: nn.Module, inputs: torch.Tensor) -> int:
     return total
 
 
-def estimate_memory(spec: Spec, data_dim: int) -> MemoryEstimate:
-    """Parameters, activations and training bytes of ``spec``'s model on ``data_dim`` values."""
+def estimate_memory(spec: Spec, data_dim: int, classes: int | None = None) -> MemoryEstimate:
+    """Parameters, activations and training bytes of ``spec``'s model on ``data_dim`` values
+    (and ``classes``, for a label model: its networks also take the one-hot class, and M2
+    runs them once per class under enumeration)."""
     with torch.device("meta"):
-        model = build_model(spec.model, data_dim)
+        model = build_model(spec.model, data_dim, classes, spec.train.classifier_weight)
         parameters = sum(p.numel() for p in model.parameters())
         rows = spec.train.batch_size
         if spec.train.objective in IWAE_OBJECTIVES:
             rows *= spec.train.particles
-        activations = _activations(model.encoder, torch.empty(rows, data_dim))
-        activations += _activations(model.decoder, torch.empty(rows, spec.model.latent_dim))
+        extra = classes or 0
+        if model.discrete_latents:
+            rows *= extra
+        activations = _activations(model.encoder, torch.empty(rows, data_dim + extra))
+        activations += _activations(model.decoder, torch.empty(rows, spec.model.latent_dim + extra))
     itemsize = torch.get_default_dtype().itemsize
     total = itemsize * (COPIES_PER_PARAMETER * parameters + COPIES_PER_ACTIVATION * activations)
     return MemoryEstimate(parameters, activations, total)
@@ -100,7 +105,9 @@ def available_bytes(device: torch.device) -> int | None:
         return None
 
 
-def check_memory(spec: Spec, data_dim: int, device: torch.device) -> MemoryEstimate:
+def check_memory(
+    spec: Spec, data_dim: int, device: torch.device, classes: int | None = None
+) -> MemoryEstimate:
     """The estimate, or a one-line :class:`SpecError` when it exceeds the free memory.
 
     Raises
@@ -108,7 +115,7 @@ def check_memory(spec: Spec, data_dim: int, device: torch.device) -> MemoryEstim
     SpecError
         Naming the model's sizes, the estimate and what the device has free.
     """
-    estimate = estimate_memory(spec, data_dim)
+    estimate = estimate_memory(spec, data_dim, classes)
     free = available_bytes(device)
     if free is not None and estimate.bytes > free:
         raise SpecError(

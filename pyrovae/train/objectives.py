@@ -35,7 +35,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
 
 from pyrovae.spec import IWAE_OBJECTIVES
@@ -229,7 +229,11 @@ def iwae_dreg_loss(
 
 
 def make_objective(
-    name: str, particles: int, traced_for: torch.nn.Module | None = None
+    name: str,
+    particles: int,
+    traced_for: torch.nn.Module | None = None,
+    *,
+    enumerate_discrete: bool = False,
 ) -> Objective:
     """The loss function for ``train.objective`` and ``train.particles``.
 
@@ -242,14 +246,27 @@ def make_objective(
     traced_for : torch.nn.Module, optional
         The model the objective will train; when given, the objective traces its
         step once per minibatch shape (:mod:`pyrovae.train.traced`) where that is
-        exact, and runs eagerly where it is not (``iwae_dreg``). The same model and
-        objective get the same traced objective back, traces included.
+        exact, and runs eagerly where it is not (``iwae_dreg``, enumeration). The same
+        model and objective get the same traced objective back, traces included.
+    enumerate_discrete : bool
+        The model has discrete latent sites marked for enumeration (M2's class): the
+        ``elbo`` is Pyro's :class:`~pyro.infer.TraceEnum_ELBO`, which sums them out
+        exactly in one batched pass (one enumeration dimension, dim -2), run eagerly.
 
     Returns
     -------
     callable
         ``loss(model, guide, x, n_total, beta)`` returning a scalar tensor.
     """
+    if enumerate_discrete:
+        if name != "elbo":
+            raise ValueError(f"enumerated discrete latents train the 'elbo', not {name!r}")
+        enum_elbo = TraceEnum_ELBO(num_particles=particles, max_plate_nesting=1)
+
+        def enumerated(model, guide, x, n_total, beta):
+            return enum_elbo.differentiable_loss(model, guide, x, n_total, beta)
+
+        return enumerated
     if name in IWAE_OBJECTIVES:
         bound = iwae_loss if name == "iwae" else iwae_dreg_loss
 

@@ -1,0 +1,245 @@
+"""Semi-supervised M2 against its own classifier trained on the labels alone, and what
+enumerating the class costs against a Python loop over the classes.
+
+Data: the MNIST test set (``../shared/data/mnist``) split in order, first 8,000 images
+for training (10% of them, labels hidden, for M2's validation ELBO) and the last 2,000
+for testing, dynamically binarized; ``examples/specs/mnist_m2.toml``.
+
+1. **Accuracy at equal budget.** For 10 and 100 labels per class (100 and 1,000
+   labels) and each seed, the labelled images are chosen with ``data.seed = seed``;
+   M2 trains on them and on every other training image (labels hidden) for the budget;
+   the **supervised-only** side is the same classifier network (784-500-10, softplus,
+   the q(y|x) of M2) trained with the same Adam (lr 1e-3), batch size, dynamic
+   binarization and wall-clock budget on the same labelled images alone, minimising
+   the cross-entropy. Both are scored once on the 2,000 test images. The two sides of
+   a seed run at the same time, in two processes of one torch thread each. Nothing is
+   selected on the test images: M2's settings are the paper's (Kingma et al. 2014).
+2. **Enumeration cost.** One training step (loss and gradients) of M2's unlabelled
+   ELBO on a batch of 128 images: Pyro's ``TraceEnum_ELBO`` with the class enumerated
+   in parallel (one batched pass over the 10 classes), against a hand-written loop over
+   the 10 classes that computes the same U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)) class
+   by class; median of repeated steps, both in this process, interleaved.
+
+Usage (from the project root)::
+
+    python benchmarks/semi_supervised.py [--minutes M] [--seeds S]
+
+The last lines printed are ``enum_speedup=`` (loop time over enumeration time) and
+``accuracy_gain=`` (M2 minus supervised-only test accuracy, 100 labels, percentage
+points, mean over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+from pyro.infer import TraceEnum_ELBO
+
+from pyrovae.data import binarize
+from pyrovae.data.labelled import HIDDEN, hide_labels, split_rows
+from pyrovae.models import M2
+from pyrovae.nets import build_network
+from pyrovae.pipeline import build, load_spec_data
+from pyrovae.spec import Spec, load_spec
+from pyrovae.train import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "examples" / "specs" / "mnist_m2.toml"
+
+
+def _spec(mnist: str, labels: int, seed: int, seconds: float) -> Spec:
+    return load_spec(
+        SPEC,
+        [
+            f"data.path={mnist!r}",
+            f"data.labelled={labels}",
+            f"data.seed={seed}",
+            f"train.seed={seed}",
+            f"train.max_seconds={seconds}",
+            "train.threads=1",
+        ],
+    )
+
+
+def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return (logits.argmax(-1) == y).double().mean().item()
+
+
+def train_supervised(spec: Spec, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple:
+    """The classifier network alone on labelled ``x`` ``(n, D)``, ``y`` ``(n,)``, for the
+    spec's budget; returns it and the epochs done."""
+    torch.manual_seed(seed)
+    net = build_network(x.shape[1], int(y.max()) + 1, spec.model.encoder)
+    optimizer = torch.optim.Adam(net.parameters(), lr=spec.train.lr)
+    g = torch.Generator().manual_seed(seed)
+    batch, start, epochs = spec.train.batch_size, time.perf_counter(), 0
+    while time.perf_counter() - start < spec.train.max_seconds:
+        perm = torch.randperm(x.shape[0], generator=g)
+        for i in range(0, x.shape[0], batch):
+            rows = perm[i : i + batch]
+            loss = torch.nn.functional.cross_entropy(net(binarize(x[rows], g)), y[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        epochs += 1
+    return net.eval(), epochs
+
+
+def job(task: dict) -> dict:
+    """Train one side for the budget in this (worker) process and score it on the test set."""
+    torch.set_num_threads(1)
+    spec = _spec(task["mnist"], task["labels"], task["seed"], task["budget"])
+    data = load_spec_data(spec)
+    test_x, test_y = split_rows(data.test)
+    if task["side"] == "m2":
+        model = build(spec, data.dim, data.classes)
+        result = fit(model, data, spec.train, progress=False)
+        assert isinstance(model, M2)
+        with torch.no_grad():
+            accuracy = _accuracy(model.eval().class_logits(test_x), test_y)
+        epochs = result.epochs
+    else:
+        x, y = split_rows(data.train)
+        known = y != HIDDEN
+        net, epochs = train_supervised(spec, x[known], y[known], task["seed"])
+        with torch.no_grad():
+            accuracy = _accuracy(net(test_x), test_y)
+    return {**task, "epochs": epochs, "accuracy": 100 * accuracy}
+
+
+def _hand_loop_loss(model: M2, x: torch.Tensor) -> torch.Tensor:
+    """-U(x) summed over the batch ``(B, D)``, class by class in a Python loop."""
+    q = torch.softmax(model.class_logits(x), -1)
+    total = (q * q.clamp_min(1e-30).log()).sum(-1)  # -H(q)
+    prior = torch.distributions.Normal(0.0, 1.0)
+    for c in range(model.classes):
+        y = torch.full((x.shape[0],), c)
+        loc, scale = model.encode_with(x, y)
+        z = loc + scale * torch.randn_like(loc)
+        elbo = (
+            -math.log(model.classes)
+            + prior.log_prob(z).sum(-1)
+            + model.observation_with(z, y).log_prob(x)
+            - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
+        )
+        total = total - q[:, c] * elbo
+    return total.sum()
+
+
+def enumeration_cost(mnist: str, repeats: int = 30) -> tuple[float, float, float, float]:
+    """Median seconds per step (loss + backward) of TraceEnum_ELBO and of the hand loop on
+    one batch of 128 unlabelled images, and both mean losses (nats per image)."""
+    torch.set_num_threads(1)
+    spec = _spec(mnist, 10, 0, 60)
+    data = load_spec_data(spec)
+    model = build(spec, data.dim, data.classes)
+    assert isinstance(model, M2)
+    rows = hide_labels(data.train[:128])
+    rows = torch.cat([binarize(rows[:, :-1], torch.Generator().manual_seed(0)), rows[:, -1:]], 1)
+    x = rows[:, :-1]
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    times: dict[str, list[float]] = {"enum": [], "loop": []}
+    losses: dict[str, list[float]] = {"enum": [], "loop": []}
+    steps = {
+        "enum": lambda: elbo.differentiable_loss(model.model, model.guide, rows),
+        "loop": lambda: _hand_loop_loss(model, x),
+    }
+    for i in range(repeats + 3):
+        for name, step in steps.items():
+            model.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            loss = step()
+            loss.backward()
+            if i >= 3:  # warm-up
+                times[name].append(time.perf_counter() - start)
+                losses[name].append(loss.item() / 128)
+    return (
+        statistics.median(times["enum"]),
+        statistics.median(times["loop"]),
+        statistics.mean(losses["enum"]),
+        statistics.mean(losses["loop"]),
+    )
+
+
+def _run_pairs(pool: ProcessPoolExecutor, tasks: list[dict]) -> list[dict]:
+    """Run ``tasks`` two at a time (each pair starts together); results in order."""
+    results = []
+    for i in range(0, len(tasks), 2):
+        futures = [pool.submit(job, t) for t in tasks[i : i + 2]]
+        results += [f.result() for f in futures]
+        for r in results[-len(futures) :]:
+            print(
+                f"  {r['side']} {r['labels']}/class seed {r['seed']}: {r['epochs']} epochs, "
+                f"test accuracy {r['accuracy']:.1f}%",
+                flush=True,
+            )
+    return results
+
+
+def _mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else math.nan
+    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=3.0, help="budget for each run")
+    parser.add_argument("--mnist", default="../shared/data/mnist", help="folder with t10k files")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per side and label count")
+    args = parser.parse_args()
+    if not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").exists():
+        sys.exit(f"no MNIST test images in {args.mnist}; pass --mnist DIR")
+    enum_s, loop_s, enum_loss, loop_loss = enumeration_cost(args.mnist)
+    print(
+        f"one step on 128 unlabelled images, 1 thread: TraceEnum_ELBO {1000 * enum_s:.1f} ms "
+        f"(-U {enum_loss:.2f} nats/image), loop over 10 classes {1000 * loop_s:.1f} ms "
+        f"(-U {loop_loss:.2f})",
+        flush=True,
+    )
+    print(
+        f"MNIST 8,000 train / 2,000 test; budget {args.minutes:g} min per run, two runs at a "
+        "time, 1 thread each",
+        flush=True,
+    )
+    tasks = [
+        {
+            "mnist": args.mnist,
+            "budget": 60 * args.minutes,
+            "labels": labels,
+            "seed": seed,
+            "side": side,
+        }
+        for labels in (10, 100)
+        for seed in range(args.seeds)
+        for side in ("m2", "supervised")
+    ]
+    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
+        results = _run_pairs(pool, tasks)
+    print("| labels | M2 accuracy (%) | supervised-only (%) | gain (points) | M2 epochs |")
+    print("| --- | --- | --- | --- | --- |")
+    gains = {}
+    for labels in (10, 100):
+        ours = [r for r in results if r["labels"] == labels and r["side"] == "m2"]
+        theirs = [r for r in results if r["labels"] == labels and r["side"] == "supervised"]
+        gain = [a["accuracy"] - b["accuracy"] for a, b in zip(ours, theirs, strict=True)]
+        gains[labels] = gain
+        print(
+            f"| {10 * labels} | {_mean_sd([r['accuracy'] for r in ours])} | "
+            f"{_mean_sd([r['accuracy'] for r in theirs])} | {_mean_sd(gain)} | "
+            f"{statistics.mean(r['epochs'] for r in ours):.0f} |"
+        )
+    print("(mean ± sd over seeds)")
+    print(f"enum_speedup={loop_s / enum_s:.2f}")
+    print(f"accuracy_gain={statistics.mean(gains[10]):.1f}")
+
+
+if __name__ == "__main__":
+    main()
