@@ -13,14 +13,13 @@ changes the class: :meth:`CVAE.decode` takes the classes to decode under.
 
 from __future__ import annotations
 
-import pyro
 import pyro.distributions as dist
 import torch
 from torch.nn.functional import one_hot, softplus
 
 from pyrovae.data.labelled import HIDDEN, split_rows
 from pyrovae.models.likelihoods import MIN_SCALE
-from pyrovae.models.vae import VAE, data_plate
+from pyrovae.models.vae import VAE
 from pyrovae.spec import ModelSpec
 
 __all__ = ["CVAE", "cycled_classes"]
@@ -109,23 +108,6 @@ class CVAE(VAE):
         if y is None:
             y = cycled_classes(z.shape[-2], self.classes, z.device)
         return self.likelihood.mean(self.decoder(self._with_class(z, y)))
-
-    # ----------------------------------------------------------- Pyro pair
-
-    def model(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
-        """p(z) p(x | z, y) for rows ``x`` ``(B, D + 1)``; sites ``z`` and ``x`` (the data)."""
-        y = self.labels(x)
-        with data_plate(x, n_total):
-            with self._beta(beta):
-                z = pyro.sample("z", self.prior(x))
-            pyro.sample("x", self.observation_with(z, y), obs=self.pixels(x))
-
-    def guide(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
-        """q(z | x, y) = N(mu_phi(x, y), diag sigma_phi(x, y)^2) for rows ``(B, D + 1)``."""
-        loc, scale = self.encode(x)
-        with data_plate(x, n_total):
-            with self._beta(beta):
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     # ----------------------------------------------------------- conveniences
 

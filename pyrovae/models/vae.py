@@ -162,7 +162,7 @@ class VAE(PyroModule):
         with data_plate(x, n_total):
             with self._beta(beta):
                 z = pyro.sample("z", self.prior(x))
-            pyro.sample("x", self.observation(z), obs=x)
+            pyro.sample("x", self.observation(z, x), obs=self.pixels(x))
 
     def guide(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
         """q(z|x) = N(mu_phi(x), diag sigma_phi(x)^2), one ``z`` per row of ``x``."""
