@@ -326,6 +326,8 @@ def _train(args: argparse.Namespace) -> None:
     out = args.out or _default_out(spec.name)
     outcome = train_model(spec, out, resume=args.resume, progress=not args.quiet)
     m = outcome.metrics
+    if not m:  # a process other than the writing one under torchrun
+        return
     name = "ELBO" if spec.model.kind == "vae" else "objective (−loss)"
     value = m.get("test_elbo_nats", m.get("test_objective_nats"))
     print(
@@ -335,6 +337,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _print_evaluation(metrics: dict, run_dir: Path) -> None:
+    if not metrics:  # a process other than the writing one under torchrun
+        return
     if "test_log_likelihood_nats" not in metrics:  # an autoencoder
         print(
             f"test reconstruction error {metrics['test_reconstruction_error']:.3f} "

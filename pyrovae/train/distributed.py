@@ -40,17 +40,17 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pyrovae.errors import UserError
+from pyrovae.errors import PyrovaeError, UserError
 from pyrovae.train.batches import Batches
 from pyrovae.train.objectives import Objective
 from pyrovae.train.placement import resolve_device
@@ -63,7 +63,10 @@ __all__ = [
     "DataParallelObjective",
     "DistributedPlacement",
     "DistributedProcess",
+    "ProcessGroupError",
+    "agreed",
     "launched",
+    "reported_failures",
     "timeout_seconds",
     "training_processes",
 ]
@@ -173,7 +176,6 @@ class DataParallelObjective:
             _ObjectiveModule(model, objective),
             device_ids=ids,
             find_unused_parameters=True,
-            broadcast_buffers=False,
         )
 
     def __call__(self, model: Any, guide: Any, x: torch.Tensor, n_total: int, beta: float):
@@ -241,3 +243,43 @@ def training_processes(device: str = "cpu") -> Iterator[ProcessGroup]:
         yield DistributedProcess(rank_device)
     finally:
         dist.destroy_process_group()
+
+
+T = TypeVar("T")
+
+
+class ProcessGroupError(PyrovaeError):
+    """The process group failed: another process stopped, or could not be reached within
+    the timeout."""
+
+
+def agreed(process: ProcessGroup, prepare: Callable[[], T]) -> T:
+    """``prepare()`` in every process, raising in every process when it raised a
+    :class:`~pyrovae.errors.UserError` in any (so that none waits for the others at its
+    first collective): the process's own error, or one naming the process that failed."""
+    try:
+        result, error = prepare(), None
+    except UserError as err:
+        result, error = None, err
+    messages = process.gather(None if error is None else str(error))
+    if error is not None:
+        raise error
+    for rank, message in enumerate(messages):
+        if message is not None:
+            raise UserError(f"process {rank} of {process.world_size} stopped: {message}")
+    return cast(T, result)
+
+
+@contextmanager
+def reported_failures(process: ProcessGroup) -> Iterator[None]:
+    """Turn torch.distributed's errors in the block (a peer that died or timed out) into
+    a one-line :class:`ProcessGroupError` naming this process."""
+    try:
+        yield
+    except dist.DistError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ProcessGroupError(
+            f"process {process.rank} of {process.world_size}: the process group failed "
+            f"(another process stopped, or did not answer within {timeout_seconds():g} s; "
+            f"{TIMEOUT_ENV} sets the limit): {first}"
+        ) from err
