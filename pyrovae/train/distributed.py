@@ -270,14 +270,27 @@ def agreed(process: ProcessGroup, prepare: Callable[[], T]) -> T:
     return cast(T, result)
 
 
+_COLLECTIVE_FAILURE = ("gloo", "nccl", "c10d", "connection", "timed out", "timeout")
+"""Words of the messages torch raises (as ``RuntimeError`` from DDP's backward pass, as
+``DistError`` from a collective) when a peer is gone or late."""
+
+
+def _collective_failure(err: RuntimeError) -> bool:
+    text = str(err).lower()
+    return isinstance(err, dist.DistError) or any(w in text for w in _COLLECTIVE_FAILURE)
+
+
 @contextmanager
 def reported_failures(process: ProcessGroup) -> Iterator[None]:
     """Turn torch.distributed's errors in the block (a peer that died or timed out) into
-    a one-line :class:`ProcessGroupError` naming this process."""
+    a one-line :class:`ProcessGroupError` naming this process; nothing for one process."""
     try:
         yield
-    except dist.DistError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except RuntimeError as err:
+        if process.world_size == 1 or not _collective_failure(err):
+            raise
+        text = str(err).strip()
+        first = text.splitlines()[0] if text else type(err).__name__
         raise ProcessGroupError(
             f"process {process.rank} of {process.world_size}: the process group failed "
             f"(another process stopped, or did not answer within {timeout_seconds():g} s; "
