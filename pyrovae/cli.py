@@ -100,6 +100,18 @@ def _limit(text: str) -> float | None:
     return value or None
 
 
+def _add_nproc(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run in N processes on this machine with torchrun's launcher, as "
+        "`torchrun --standalone --nproc-per-node N -m pyrovae ...` (default 1; "
+        "see docs/distributed.md)",
+    )
+
+
 def _add_particles(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--particles",
@@ -124,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
+    _add_nproc(train)
     evaluate = sub.add_parser(
         "evaluate",
         help="held-out metrics, figures and report of a trained run",
@@ -133,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path, help="a run directory written by train")
     _add_particles(evaluate)
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_nproc(evaluate)
     run = sub.add_parser(
         "run",
         help="train, evaluate and report in one go",
@@ -148,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="test points whose p(z|x) is compared across methods (default 4; 0 skips)",
     )
+    _add_nproc(run)
     _add_family(sub)
     _add_compare(sub)
     _add_sbc(sub)
@@ -591,6 +606,35 @@ def _sbc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--nproc N``: check the spec here, then start N processes with torchrun's launcher
+    (each of them, started by it, runs the command itself)."""
+    from pyrovae.train.distributed import launch, launched
+
+    if launched():  # this is one of the N processes
+        return {"train": _train, "evaluate": _evaluate, "run": _run}[args.command](args) or 0
+    if args.command == "train":
+        _resolve_spec(args)
+    elif args.command == "run":
+        from pyrovae.spec import load_spec
+
+        load_spec(args.spec, args.overrides)
+    return launch(args.nproc, _without_nproc(argv))
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less ``--nproc N`` (the started processes are the N)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -607,6 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "spec": _spec,
     }
     try:
+        if getattr(args, "nproc", 1) > 1:
+            return _launch(args, list(sys.argv[1:] if argv is None else argv))
         status = commands[args.command](args)
     except UserError as err:
         print(f"pyrovae {args.command}: error: {err}", file=sys.stderr)

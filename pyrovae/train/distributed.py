@@ -65,6 +65,7 @@ __all__ = [
     "DistributedProcess",
     "ProcessGroupError",
     "agreed",
+    "launch",
     "launched",
     "reported_failures",
     "timeout_seconds",
@@ -296,3 +297,22 @@ def reported_failures(process: ProcessGroup) -> Iterator[None]:
             f"(another process stopped, or did not answer within {timeout_seconds():g} s; "
             f"{TIMEOUT_ENV} sets the limit): {first}"
         ) from err
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``python -m pyrovae ARGV`` in ``nproc`` processes on this machine with torchrun's
+    own launcher (``torchrun --standalone --nproc-per-node NPROC -m pyrovae ARGV``) and
+    return its exit status: 0, or the status of the first process that failed (which
+    printed its own error)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", "-m", "pyrovae", *argv]
+    )
+    try:
+        run(args)
+    except ChildFailedError as err:
+        _, failure = err.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
