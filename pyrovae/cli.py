@@ -313,6 +313,14 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="limit on each method; 0: none (default 240; models)",
     )
+    compare.add_argument(
+        "--chain-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes running MCMC chains at once; 0: one per core (default 1: in "
+        "sequence). The draws are the same (models)",
+    )
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -491,6 +499,8 @@ def _compare(args: argparse.Namespace) -> int:
     from pyrovae.posterior.run import compare_posterior
     from pyrovae.train.guard import ensure_writable
 
+    if args.chain_workers < 0:
+        raise UserError(f"--chain-workers: expected 0 or more, got {args.chain_workers}")
     model = _load_model(args)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else DEFAULT_METHODS
     out = ensure_writable(args.out or _default_out(f"compare-{model.name}"))
@@ -506,6 +516,7 @@ def _compare(args: argparse.Namespace) -> int:
         mass=args.mass,
         time_limit=args.time_limit,
         method_time_limit=args.method_time_limit,
+        chain_workers=args.chain_workers,
     )
     comparison.write(out)
     _write_posteriors(comparison, out, {name: m.chains for name, m in METHODS.items()})

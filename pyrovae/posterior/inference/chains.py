@@ -64,8 +64,9 @@ def picklable(*values: Any) -> bool:
     return True
 
 
-def _run_one(job: ChainJob, seconds_left: float) -> Any:
+def _run_one(job: ChainJob, seconds_left: float, dtype: torch.dtype) -> Any:
     torch.set_num_threads(1)
+    torch.set_default_dtype(dtype)
     limit = None if math.isinf(seconds_left) else max(seconds_left, 0.0)
     with deadline.time_limit(limit, "the time limit passed on to a chain's process"):
         return job.run(*job.args, **job.kwargs)
@@ -73,8 +74,9 @@ def _run_one(job: ChainJob, seconds_left: float) -> Any:
 
 def run_in_processes(jobs: Sequence[ChainJob], workers: int) -> list[Any]:
     """``job.run(*job.args, **job.kwargs)`` of every job, ``workers`` at a time in spawned
-    processes; the results in the jobs' order. An exception in a job is raised here."""
-    left = deadline.remaining()
+    processes (with this process's default dtype); the results in the jobs' order. An
+    exception in a job is raised here."""
+    left, dtype = deadline.remaining(), torch.get_default_dtype()
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_run_one, job, left) for job in jobs]
+        futures = [pool.submit(_run_one, job, left, dtype) for job in jobs]
         return [f.result() for f in futures]
