@@ -41,6 +41,7 @@ from pyrovae.stats import linear_gaussian
 from pyrovae.train.distributed import (
     DistributedPlacement,
     agreed,
+    launched,
     reported_failures,
     training_processes,
 )
@@ -343,7 +344,8 @@ def evaluate_run(
         raise UserError(f"--particles: expected a positive integer, got {particles}")
     run_dir = Path(run_dir)
     with ExitStack() as job:
-        process = job.enter_context(training_processes(read_run_spec(run_dir).train.device))
+        device_name = read_run_spec(run_dir).train.device if launched() else "cpu"
+        process = job.enter_context(training_processes(device_name))
         job.enter_context(reported_failures(process))
 
         def prepare() -> TrainedRun:
