@@ -201,9 +201,28 @@ def gradients(process: ProcessGroup, out: Path) -> dict[str, Any]:
     return {case: case_gradients(case, process) for case in GRADIENT_CASES}
 
 
+OTHER_KINDS = ("denoising_ae", "sparse_ae", "vae")
+"""Kinds trained for an epoch under the group: each process's weights must stay equal."""
+
+
 def autoencoder(process: ProcessGroup, out: Path) -> dict[str, Any]:
     model, result = fit_result(spec_for(*AE_SPEC), process)
-    return {"model": model.state_dict(), "history": [tuple(r)[:3] for r in result.history]}
+    others = {}
+    for kind in OTHER_KINDS:
+        extra = ("model.prior.name=vamp", "train.objective=iwae_dreg", "train.particles=2")
+        kind_spec = spec_for(
+            f"model.kind={kind}",
+            "train.epochs=1",
+            "train.batch_size=64",
+            *(extra if kind == "vae" else ()),
+        )
+        trained, run = fit_result(kind_spec, process)
+        others[kind] = (trained.state_dict(), run.history[-1].train_objective_nats)
+    return {
+        "model": model.state_dict(),
+        "history": [tuple(r)[:3] for r in result.history],
+        "others": others,
+    }
 
 
 def refusal(process: ProcessGroup, out: Path) -> dict[str, Any]:

@@ -143,6 +143,19 @@ def test_autoencoder_on_two_half_batches_follows_one_process(group: Path) -> Non
             assert val == pytest.approx(val2, rel=1e-5)
 
 
+def test_every_model_kind_trains_with_the_same_weights_in_every_rank(group: Path) -> None:
+    rank0, rank1 = (
+        found(group, "autoencoder", 0)["others"],
+        found(group, "autoencoder", 1)["others"],
+    )
+    assert set(rank0) == set(checks.OTHER_KINDS)
+    for kind, (weights, objective) in rank0.items():
+        assert math.isfinite(objective), kind
+        assert objective == rank1[kind][1], kind  # the agreed figure
+        for name, value in weights.items():
+            assert torch.equal(value, rank1[kind][0][name]), (kind, name)
+
+
 def test_every_rank_stops_at_the_same_step(group: Path) -> None:
     rank0, rank1 = found(group, "stops", 0), found(group, "stops", 1)
     assert rank0 == rank1
