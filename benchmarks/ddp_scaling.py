@@ -7,9 +7,9 @@ group runs the objective eagerly, so the baseline does too) for ``--epochs`` epo
 - two processes of one thread each, joined in a gloo group (DDP), each taking half of
   every minibatch.
 
-Each figure is the mean (and the spread, min to max) of ``--rounds`` runs; the seconds
-are those of :func:`~pyrovae.train.loop.fit` alone (process start, imports and the
-group's rendezvous excluded). It also checks the gradient agreement: one step's
+Each figure is the mean (and the spread, min to max) of ``--rounds`` runs after one
+untimed warm-up epoch; the seconds are those of :func:`~pyrovae.train.loop.fit` alone
+(process start, imports and the group's rendezvous excluded). It also checks the gradient agreement: one step's
 gradient on a minibatch of 64 rows, every objective term's noise fixed, in 2 processes
 (each on its 32 rows) against one process on the 64, as the largest difference
 relative to each tensor's largest value.
@@ -95,6 +95,7 @@ def _worker(rank: int, port: int, epochs: int, rounds: int, out: str, sets: list
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2"
     )
     with training_processes("cpu") as process:
+        _fit_seconds(1, process)  # warm-up, not timed
         seconds = [_fit_seconds(epochs, process) for _ in range(rounds)]
         grads = _gradient(process)
     if rank == 0:
@@ -123,6 +124,7 @@ def main() -> None:
     OVERRIDES[:] = args.overrides
     print(f"busy cores at start: {busy_cores()} (other processes running)")
     single = SingleProcess()
+    _fit_seconds(1, single)  # warm-up, not timed
     one = [_fit_seconds(args.epochs, single) for _ in range(args.rounds)]
     two_threads = [_fit_seconds(args.epochs, single, threads=2) for _ in range(args.rounds)]
     with TemporaryDirectory() as out:
