@@ -259,6 +259,8 @@ def _epoch(
         beta = beta_at(train, done + 1, steps)
         if train.lr_schedule != "constant":
             elapsed = spent + time.perf_counter() - start
+            if train.max_seconds:  # the rate follows the time: the same in every process
+                elapsed = process.mean(elapsed)
             set_lr(run.optimizer, lr_at(train, done / (train.epochs * steps), elapsed))
         loss = run.objective(run.vae.model, run.vae.guide, xb, n, beta)
         value = loss.item()
