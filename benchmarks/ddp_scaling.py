@@ -9,10 +9,10 @@ group runs the objective eagerly, so the baseline does too) for ``--epochs`` epo
 
 Each figure is the mean (and the spread, min to max) of ``--rounds`` runs after one
 untimed warm-up epoch; the seconds are those of :func:`~pyrovae.train.loop.fit` alone
-(process start, imports and the group's rendezvous excluded). It also checks the gradient agreement: one step's
-gradient on a minibatch of 64 rows, every objective term's noise fixed, in 2 processes
-(each on its 32 rows) against one process on the 64, as the largest difference
-relative to each tensor's largest value.
+(process start, imports and the group's rendezvous excluded). It also checks the
+gradient agreement: one step's gradient on a minibatch of 64 rows, every latent draw's
+noise fixed, in 2 processes (each on its 32 rows) against one process on the 64, as
+the largest difference relative to each tensor's largest value.
 
 Usage (from the project root)::
 
