@@ -100,6 +100,18 @@ def _limit(text: str) -> float | None:
     return value or None
 
 
+def _add_nproc(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run in N processes on this machine with torchrun's launcher, as "
+        "`torchrun --standalone --nproc-per-node N -m pyrovae ...` (default 1; "
+        "see docs/distributed.md)",
+    )
+
+
 def _add_particles(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--particles",
@@ -124,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
+    _add_nproc(train)
     evaluate = sub.add_parser(
         "evaluate",
         help="held-out metrics, figures and report of a trained run",
@@ -133,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path, help="a run directory written by train")
     _add_particles(evaluate)
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_nproc(evaluate)
     run = sub.add_parser(
         "run",
         help="train, evaluate and report in one go",
@@ -148,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="test points whose p(z|x) is compared across methods (default 4; 0 skips)",
     )
+    _add_nproc(run)
     _add_family(sub)
     _add_compare(sub)
     _add_sbc(sub)
@@ -300,6 +315,14 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="limit on each method; 0: none (default 240; models)",
     )
+    compare.add_argument(
+        "--chain-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes running MCMC chains at once; 0: one per core (default 1: in "
+        "sequence). The draws are the same (models)",
+    )
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -329,6 +352,8 @@ def _train(args: argparse.Namespace) -> None:
     out = args.out or _default_out(spec.name)
     outcome = train_model(spec, out, resume=args.resume, progress=not args.quiet)
     m = outcome.metrics
+    if not m:  # a process other than the writing one under torchrun
+        return
     name = "objective (−loss)" if spec.model.kind in AUTOENCODER_KINDS else "ELBO"
     value = m.get("test_elbo_nats", m.get("test_objective_nats"))
     print(
@@ -338,6 +363,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _print_evaluation(metrics: dict, run_dir: Path) -> None:
+    if not metrics:  # a process other than the writing one under torchrun
+        return
     if "test_log_likelihood_nats" not in metrics:  # an autoencoder
         print(
             f"test reconstruction error {metrics['test_reconstruction_error']:.3f} "
@@ -475,6 +502,8 @@ def _compare(args: argparse.Namespace) -> int:
     from pyrovae.posterior.run import compare_posterior
     from pyrovae.train.guard import ensure_writable
 
+    if args.chain_workers < 0:
+        raise UserError(f"--chain-workers: expected 0 or more, got {args.chain_workers}")
     model = _load_model(args)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else DEFAULT_METHODS
     out = ensure_writable(args.out or _default_out(f"compare-{model.name}"))
@@ -490,6 +519,7 @@ def _compare(args: argparse.Namespace) -> int:
         mass=args.mass,
         time_limit=args.time_limit,
         method_time_limit=args.method_time_limit,
+        chain_workers=args.chain_workers,
     )
     comparison.write(out)
     _write_posteriors(comparison, out, {name: m.chains for name, m in METHODS.items()})
@@ -590,6 +620,35 @@ def _sbc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--nproc N``: check the spec here, then start N processes with torchrun's launcher
+    (each of them, started by it, runs the command itself)."""
+    from pyrovae.train.distributed import launch, launched
+
+    if launched():  # this is one of the N processes
+        return {"train": _train, "evaluate": _evaluate, "run": _run}[args.command](args) or 0
+    if args.command == "train":
+        _resolve_spec(args)
+    elif args.command == "run":
+        from pyrovae.spec import load_spec
+
+        load_spec(args.spec, args.overrides)
+    return launch(args.nproc, _without_nproc(argv))
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less ``--nproc N`` (the started processes are the N)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -606,6 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "spec": _spec,
     }
     try:
+        if getattr(args, "nproc", 1) > 1:
+            return _launch(args, list(sys.argv[1:] if argv is None else argv))
         status = commands[args.command](args)
     except UserError as err:
         print(f"pyrovae {args.command}: error: {err}", file=sys.stderr)

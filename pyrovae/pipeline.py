@@ -8,6 +8,12 @@ metrics, figures and ``report.md`` to a trained run; :func:`compare_run`
 (``pyrovae compare RUN_DIR``) compares the local posteriors p(z|x) of a few
 test points across methods; :func:`run_pipeline` (``pyrovae run``) does all
 three. A Python user calls the same functions.
+
+Started by ``torchrun`` (several processes, :mod:`pyrovae.train.distributed`), training
+runs data-parallel in every process and only process 0 locks and writes the run
+directory (a resumed run's checkpoint is read by process 0 and sent to the others);
+evaluation shares the importance-sampled log p(x) out over the processes, every one of
+which reads the run directory; the local-posterior comparison runs in process 0.
 """
 
 from __future__ import annotations
@@ -34,18 +40,27 @@ from pyrovae.report.run_report import FIGURES, make_figures, render_report
 from pyrovae.report.tensorboard import TensorBoardLog, require_tensorboard
 from pyrovae.spec import AUTOENCODER_KINDS, LABEL_KINDS, Spec, spec_to_dict
 from pyrovae.stats import linear_gaussian
+from pyrovae.train.distributed import (
+    DistributedPlacement,
+    agreed,
+    launched,
+    reported_failures,
+    training_processes,
+)
 from pyrovae.train.guard import run_lock
 from pyrovae.train.interrupt import stop_on_signals
 from pyrovae.train.loop import fit
 from pyrovae.train.memory import check_memory
 from pyrovae.train.objectives import estimate_elbo
 from pyrovae.train.placement import resolve_device
+from pyrovae.train.process import ProcessGroup
 from pyrovae.train.rundir import (
     CHECKPOINT,
     FIGURES_DIR,
     LOCAL_DIR,
     load_checkpoint,
     read_metrics,
+    read_run_spec,
     save_checkpoint,
     update_metrics,
     write_atomic,
@@ -84,6 +99,7 @@ class TrainOutcome(NamedTuple):
     data: Dataset
     fit: FitResult
     metrics: dict[str, Any]
+    """Empty in the processes other than the writing one (under torchrun)."""
 
 
 def build(spec: Spec, data_dim: int, classes: int | None = None) -> LatentModel:
@@ -168,22 +184,16 @@ def train_model(
         wrote a checkpoint that ``resume=True`` continues exactly.
     """
     run_dir = Path(run_dir)
-    with run_lock(run_dir):
-        device = resolve_device(spec.train.device)
-        if spec.train.tensorboard:
-            require_tensorboard()
-        if not resume and (run_dir / CHECKPOINT).exists():
-            raise UserError(
-                f"{run_dir} already holds a run; pass --resume to continue it or choose "
-                "another --out"
-            )
-        data = load_spec_data(spec)
-        check_memory(spec, data.dim, device, data.classes)
-        state = _resume_state(spec, run_dir, data.dim) if resume else None
+    with ExitStack() as job:
+        process = job.enter_context(training_processes(spec.train.device))
+        job.enter_context(reported_failures(process))
+        data, state = agreed(
+            process, lambda: _prepare_training(spec, run_dir, resume, process, job)
+        )
+        if process.world_size > 1 and resume:  # process 0 read it; the others get a copy
+            state = process.gather(state)[0]
         model = build(spec, data.dim, data.classes)
-        write_spec(run_dir, spec)
-
-        board = _tensorboard(spec, run_dir, model, data, state)
+        board = _tensorboard(spec, run_dir, model, data, state) if process.is_writer else None
 
         def on_epoch_end(new_state: TrainState) -> None:
             save_checkpoint(run_dir, spec, data.dim, new_state)
@@ -201,14 +211,44 @@ def train_model(
                 state=state,
                 on_epoch_end=on_epoch_end,
                 progress=progress,
+                placement=DistributedPlacement(spec.train.device)
+                if process.world_size > 1
+                else None,
+                process=process,
                 should_stop=stop,
             )
         if result.stop_reason == "interrupted":
             assert stop.signum is not None  # only a signal stops a run mid-way
             raise Interrupted(stop.signum, result.state.epoch, result.state.step, str(run_dir))
         model.eval()
+        if not process.is_writer:
+            return TrainOutcome(run_dir, model, data, result, {})
         metrics = update_metrics(run_dir, training_metrics(model, data, result, spec))
         return TrainOutcome(run_dir, model, data, result, metrics)
+
+
+def _prepare_training(
+    spec: Spec, run_dir: Path, resume: bool, process: ProcessGroup, job: ExitStack
+) -> tuple[Dataset, TrainState | None]:
+    """Everything checked before the first step: device, TensorBoard, the run directory
+    (locked for the block of ``job``, by the writing process only), data, memory and a
+    resumed run's state (read by the writing process); then the spec is written."""
+    device = resolve_device(spec.train.device)
+    if spec.train.tensorboard and process.is_writer:
+        require_tensorboard()
+    if process.is_writer:
+        job.enter_context(run_lock(run_dir))
+        if not resume and (run_dir / CHECKPOINT).exists():
+            raise UserError(
+                f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+    data = load_spec_data(spec)
+    check_memory(spec, data.dim, device, data.classes)
+    state = _resume_state(spec, run_dir, data.dim) if resume and process.is_writer else None
+    if process.is_writer:
+        write_spec(run_dir, spec)
+    return data, state
 
 
 @torch.no_grad()
@@ -324,10 +364,24 @@ def evaluate_run(
     if particles < 1:
         raise UserError(f"--particles: expected a positive integer, got {particles}")
     run_dir = Path(run_dir)
-    with run_lock(run_dir, create=False), ExitStack() as job:
-        trained = load_trained(run_dir)
+    with ExitStack() as job:
+        device_name = read_run_spec(run_dir).train.device if launched() else "cpu"
+        process = job.enter_context(training_processes(device_name))
+        job.enter_context(reported_failures(process))
+
+        def prepare() -> TrainedRun:
+            if process.is_writer:
+                job.enter_context(run_lock(run_dir, create=False))
+            return load_trained(run_dir)
+
+        trained = agreed(process, prepare)
         job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
-        spec, model = trained.spec, trained.model.to(resolve_device(trained.spec.train.device))
+        device = (
+            DistributedPlacement(trained.spec.train.device).device
+            if process.world_size > 1
+            else resolve_device(trained.spec.train.device)
+        )
+        spec, model = trained.spec, trained.model.to(device)
         evaluation = None
         test = trained.data.test
         if isinstance(model, VAE):
@@ -336,8 +390,11 @@ def evaluate_run(
                 hide_labels(test) if isinstance(model, M2) else test,
                 particles=particles,
                 seed=spec.train.seed,
-                progress=progress,
+                progress=progress and process.is_writer,
+                process=process,
             )
+        if not process.is_writer:
+            return {}
         new = evaluation.to_metrics() if evaluation else {}
         if isinstance(model, M2):
             new.update(classifier_evaluation(model, test, seed=spec.train.seed).to_metrics())
@@ -432,9 +489,16 @@ def run_pipeline(
     """Train, evaluate, compare local posteriors and report: the whole main job
     (``pyrovae run``). ``local_points = 0`` skips the comparison, and so does an
     autoencoder, which has no posterior p(z|x) to sample."""
-    with run_lock(run_dir):
+    with ExitStack() as job:
+        process = job.enter_context(training_processes(spec.train.device))
+        if process.is_writer:  # a busy run directory stops every process
+            agreed(process, lambda: job.enter_context(run_lock(run_dir)))
+        else:
+            agreed(process, lambda: None)
         train_model(spec, run_dir, progress=progress)
         evaluate_run(run_dir, particles=particles, progress=progress)
+        if not process.is_writer:
+            return {}
         if local_points and spec.model.kind not in AUTOENCODER_KINDS:
             compare_run(
                 run_dir, points=local_points, num_samples=500, warmup_steps=300, progress=progress

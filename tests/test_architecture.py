@@ -21,6 +21,7 @@ LINES: dict[str, list[str]] = {
     # top to bottom; "a|b" are siblings at one level, independent of each other
     "application": [
         "pyrovae",
+        "pyrovae.__main__",
         "pyrovae._clidoc",
         "pyrovae.cli",
         "pyrovae.family|pyrovae.sbc",

@@ -9,8 +9,11 @@ others are code:
   run here (the slow test below);
 - ``toml``: a spec (or part of one), loaded as one;
 - ``bash``: ``pyrovae`` commands, parsed (arguments and spec) in the default suite and
-  run, shrunk to seconds, by the slow test; the README's set-up commands, which CI
-  runs; ``python examples/...`` programs, which ``tests/test_examples.py`` runs.
+  run, shrunk to seconds, by the slow test; ``torchrun [options] -m pyrovae ...``
+  commands, whose torchrun options are parsed by torchrun's own parser and the rest as a
+  ``pyrovae`` command (the slow test runs those of one machine on the CPU, with
+  ``--standalone``); the README's set-up commands, which CI runs; ``python
+  examples/...`` programs, which ``tests/test_examples.py`` runs.
 """
 
 from __future__ import annotations
@@ -160,11 +163,35 @@ def _is_tested_program(command: str) -> bool:
     return argv[:1] == ["python"] and len(argv) > 1 and argv[1] in _tested_programs()
 
 
+class Launch(NamedTuple):
+    """A documented ``torchrun ... -m pyrovae ARGS`` line."""
+
+    nproc: int
+    one_machine: bool
+    cuda: bool
+    argv: list[str]
+    """``["pyrovae", *ARGS]``."""
+
+
+def _torchrun(command: str) -> Launch | None:
+    """The ``torchrun`` line ``command`` read by torchrun's own parser; None for others."""
+    argv = shlex.split(command)
+    if argv[0] != "torchrun":
+        return None
+    from torch.distributed.run import get_args_parser
+
+    args = get_args_parser().parse_args(argv[1:])
+    assert args.module and args.training_script == "pyrovae", f"{command!r}: not -m pyrovae"
+    rest = ["pyrovae", *args.training_script_args]
+    return Launch(int(args.nproc_per_node), args.nnodes == "1", "train.device=cuda" in rest, rest)
+
+
 @pytest.mark.parametrize(("page", "command"), _commands(), ids=lambda v: str(v)[:60])
 def test_shell_commands_parse(page, command):
     if _is_setup(command) or _is_tested_program(command):
         return
-    argv = shlex.split(command)
+    launch = _torchrun(command)
+    argv = launch.argv if launch else shlex.split(command)
     assert argv[0] == "pyrovae", f"{page}: {command!r} is neither pyrovae, set-up nor tested"
     try:
         args = build_parser().parse_args(argv[1:])
@@ -223,13 +250,21 @@ def test_shell_commands_run(page, tmp_path):
     work = _workspace(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYROVAE_MAX_THREADS": "1"}
     for _, command in (c for c in _commands() if c[0] == page):
-        argv = shlex.split(command)
+        launch = _torchrun(command)
+        argv = launch.argv if launch else shlex.split(command)
         if argv[0] != "pyrovae":
             continue  # set-up (CI runs it) and example programs (test_examples runs them)
         if not SHARED_DATA.is_dir() and any(w in command for w in NEEDS_SHARED):
             continue
+        if launch and (not launch.one_machine or launch.cuda):
+            continue  # several machines or GPUs: not here
+        start = [sys.executable, "-m", "pyrovae.cli"]
+        if launch:
+            nproc = f"--nproc-per-node={min(launch.nproc, 2)}"
+            start = [sys.executable, "-m", "torch.distributed.run", "--standalone", nproc]
+            start += ["-m", "pyrovae"]
         run = subprocess.run(
-            [sys.executable, "-m", "pyrovae.cli", *_shrunk(argv)[1:]],
+            [*start, *_shrunk(argv)[1:]],
             cwd=work,
             env=env,
             capture_output=True,

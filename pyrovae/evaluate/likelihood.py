@@ -12,10 +12,17 @@
 - Active units (Burda et al., 2016): dimension u is active when
   Cov_x(E_q[z_u | x]) exceeds :data:`ACTIVE_UNIT_THRESHOLD`.
 - Bits per dimension, for binary data: -log p(x) / (D ln 2).
+
+:func:`evaluate` draws each pass of rows of the log p(x) estimate from a stream of its
+own, seeded by the seed and the pass's index, so the passes can be shared out over the
+processes of a torch.distributed group (``torchrun ... -m pyrovae evaluate RUN``): each
+takes every ``world_size``-th pass and the per-example values are gathered in order,
+equal to those of one process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
@@ -27,6 +34,7 @@ from pyrovae.models.m2 import M2
 from pyrovae.models.priors import GaussianMixture
 from pyrovae.models.vae import VAE
 from pyrovae.train.objectives import log_weights
+from pyrovae.train.process import ProcessGroup
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",
@@ -124,23 +132,78 @@ def chunked_log_weights(model: Any, guide: Any, x: torch.Tensor, k: int) -> torc
     return torch.cat([log_weights(model, guide, x, s) for s in sizes])
 
 
+def _pass_seed(seed: int, index: int) -> int:
+    """The seed of pass ``index`` of a seeded estimate: 63 bits of SHA-256."""
+    digest = hashlib.sha256(f"pyrovae-log-px:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _one_pass(vae: _ModelGuide, xb: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(x) ``(B,)`` and its standard error ``(B,)`` of the rows ``xb`` ``(B, D)``."""
+    lw = chunked_log_weights(vae.model, vae.guide, xb, k)
+    w = (lw - lw.max(0).values).exp()
+    se = (w.var(0, correction=1) / k).sqrt() / w.mean(0) if k > 1 else w[0] * math.inf
+    return torch.logsumexp(lw, 0) - math.log(k), se
+
+
 @torch.no_grad()
 def importance_log_likelihood(
-    vae: _ModelGuide, x: torch.Tensor, k: int, *, progress: bool = False
+    vae: _ModelGuide,
+    x: torch.Tensor,
+    k: int,
+    *,
+    progress: bool = False,
+    seed: int | None = None,
+    process: ProcessGroup | None = None,
 ) -> LogLikelihood:
     """log p(x) of each row of ``x`` ``(N, D)`` from ``k`` samples of q(z|x).
 
-    Rows are processed in batches and the k samples in chunks so that at most
+    Rows are processed in passes and the k samples in chunks so that at most
     :data:`MAX_SAMPLES_PER_PASS` latent samples are decoded at once.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Without it, the draws come from the caller's random state. With it, pass ``j``
+        draws from a stream seeded by ``seed`` and ``j`` (the caller's state is left as
+        it was), so the values do not depend on which process computes which pass.
+    process : ProcessGroup, optional
+        With ``seed``: the processes to share the passes with; each computes every
+        ``world_size``-th pass and all receive every value (a collective).
     """
-    batch = min(x.shape[0], rows_per_pass(k))
-    log_px, se = [], []
-    for xb in tqdm(x.split(batch), disable=not progress, desc=f"log p(x), k={k}", unit="batch"):
-        lw = chunked_log_weights(vae.model, vae.guide, xb, k)
-        log_px.append(torch.logsumexp(lw, 0) - math.log(k))
-        w = (lw - lw.max(0).values).exp()
-        se.append((w.var(0, correction=1) / k).sqrt() / w.mean(0) if k > 1 else w[0] * math.inf)
-    return LogLikelihood(torch.cat(log_px), torch.cat(se))
+    batch = max(1, min(x.shape[0], rows_per_pass(k)))
+    passes = x.split(batch)
+    if seed is None:
+        bar = tqdm(passes, disable=not progress, desc=f"log p(x), k={k}", unit="batch")
+        parts = [_one_pass(vae, xb, k) for xb in bar]
+    else:
+        parts = _seeded_passes(vae, passes, k, seed, process, progress)
+    if not parts:
+        return LogLikelihood(x.new_zeros(0), x.new_zeros(0))
+    return LogLikelihood(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+
+
+def _seeded_passes(
+    vae: _ModelGuide,
+    passes: tuple[torch.Tensor, ...],
+    k: int,
+    seed: int,
+    process: ProcessGroup | None,
+    progress: bool,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every pass's values, this process computing passes ``rank, rank + world_size, ...``."""
+    rank, world = (process.rank, process.world_size) if process is not None else (0, 1)
+    mine = range(rank, len(passes), world)
+    devices = [passes[0].device] if passes and passes[0].device.type == "cuda" else []
+    done = {}
+    for j in tqdm(mine, disable=not progress, desc=f"log p(x), k={k}", unit="batch"):
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(_pass_seed(seed, j))
+            done[j] = tuple(t.cpu() for t in _one_pass(vae, passes[j], k))
+    if world > 1 and process is not None:
+        done = {j: v for part in process.gather(done) for j, v in part.items()}
+    device = passes[0].device if passes else torch.device("cpu")
+    return [(done[j][0].to(device), done[j][1].to(device)) for j in range(len(passes))]
 
 
 def kl_per_dimension(loc: torch.Tensor, scale: torch.Tensor, prior_scale: float) -> torch.Tensor:
@@ -247,6 +310,7 @@ def evaluate(
     reconstruction_samples: int = 10,
     seed: int = 0,
     progress: bool = False,
+    process: ProcessGroup | None = None,
 ) -> Evaluation:
     """All held-out metrics of ``vae`` on ``x`` ``(N, D)``, seeded.
 
@@ -256,13 +320,18 @@ def evaluate(
         k, samples of q(z|x) per example for log p(x).
     reconstruction_samples : int
         Samples per example for E_q[log p(x|z)].
+    process : ProcessGroup, optional
+        Processes that share the log p(x) passes out (every one calls ``evaluate`` and
+        gets the same result, equal to one process's).
     """
     device = next(vae.parameters()).device
     x = x.to(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         parts = elbo_parts(vae, x, reconstruction_samples)
-        ll = importance_log_likelihood(vae, x, particles, progress=progress)
+        ll = importance_log_likelihood(
+            vae, x, particles, progress=progress, seed=seed, process=process
+        )
     variance, active = active_units(parts.loc.cpu())
     mean_ll = ll.log_px.mean().item()
     bits = -mean_ll / (vae.data_dim * math.log(2)) if _is_binary(vae, x) else None

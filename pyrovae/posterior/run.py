@@ -90,6 +90,7 @@ def compare_posterior(
     mass: str = "auto",
     time_limit: float | None = DEFAULT_TIME_LIMIT,
     method_time_limit: float | None = DEFAULT_METHOD_TIME_LIMIT,
+    chain_workers: int = 1,
 ) -> Comparison:
     """Every method in ``methods`` against the reference for ``model``.
 
@@ -105,6 +106,7 @@ def compare_posterior(
     (``None``: no limit). A method stopped by a limit or by Ctrl-C is listed in
     ``Comparison.stopped``, as are the methods not started after it; the finished
     ones are compared as usual. With ``progress``, one line per method goes to stderr.
+    ``chain_workers``: processes running MCMC chains at once (0: the cores), same draws.
 
     Raises
     ------
@@ -121,7 +123,9 @@ def compare_posterior(
         results, failed, stopped = _run_methods(
             model,
             methods,
-            budget=Budget(draws=num_samples, restarts=seeds, mass=mass),
+            budget=Budget(
+                draws=num_samples, restarts=seeds, mass=mass, chain_workers=chain_workers
+            ),
             seed=seed,
             progress=progress,
             predictive=predictive,

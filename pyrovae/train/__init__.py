@@ -1,7 +1,8 @@
 """Training: the SVI objectives, the loop, and the run directory it fills.
 
 The loop (:func:`fit`) touches no files; :mod:`pyrovae.train.rundir` is the only
-module that writes a run directory.
+module that writes a run directory. :mod:`pyrovae.train.distributed` trains one model
+over several processes (torchrun, DDP) through the loop's seams.
 """
 
 from pyrovae.train.loop import fit

@@ -14,7 +14,11 @@ model and data live (:class:`~pyrovae.train.placement.Placement`), how each epoc
 minibatches are drawn (:class:`~pyrovae.train.batches.Batches`), and which process
 writes and how processes agree on figures and stops
 (:class:`~pyrovae.train.process.ProcessGroup`). The defaults are one device, one
-shuffled permutation per epoch and one process.
+shuffled permutation per epoch and one process. Several processes training one model
+(:mod:`pyrovae.train.distributed`) take their shares of the plan's minibatches through
+the process group, run the objective through it (DDP, which averages the gradients),
+sample from streams of their own (:mod:`pyrovae.train.ranks`) and checkpoint all of
+them; the traced objective is used by a single process only.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pyrovae.train.batches import Batches, batches_for
 from pyrovae.train.objectives import estimate_bound, estimate_elbo, make_objective
 from pyrovae.train.placement import LocalPlacement, Placement
 from pyrovae.train.process import ProcessGroup, SingleProcess
+from pyrovae.train.ranks import for_rank, own_part, rank_seed, with_ranks
 from pyrovae.train.schedule import beta_at, lr_at, set_lr
 from pyrovae.train.state import EpochRecord, FitResult, TrainState
 from pyrovae.train.threads import resolve_threads, torch_threads
@@ -51,12 +56,14 @@ def _initial_state(
     optimizer: torch.optim.Optimizer,
     train: TrainSpec,
     generator: torch.Generator,
+    rank: int,
 ) -> TrainState:
     """Seed both random streams and let the model initialise from data (a VampPrior's
-    pseudo-inputs); epoch 0."""
-    torch.manual_seed(train.seed)
+    pseudo-inputs); epoch 0. The batch stream is the same in every process, the sampling
+    stream each process's own (:func:`~pyrovae.train.ranks.rank_seed`)."""
     generator.manual_seed(train.seed)
     vae.init_from_data(x_train, generator)
+    torch.manual_seed(rank_seed(train.seed, rank))
     return TrainState(
         0,
         vae.state_dict(),
@@ -164,19 +171,22 @@ def fit(
     device = placement.device
     placement.place_model(vae)
     x_train, x_val = placement.place_data(data.train), placement.place_data(data.validation)
-    batches = batches or batches_for(
-        x_train, data.classes, train.batch_size, device, train.labelled_per_batch
+    batches = process.shard(
+        batches
+        or batches_for(x_train, data.classes, train.batch_size, device, train.labelled_per_batch)
     )
     optimizer = _adam(vae, train.lr)
     generator = torch.Generator(device=device)
     if state is None:
-        state = _initial_state(vae, x_train, optimizer, train, generator)
+        state = _initial_state(vae, x_train, optimizer, train, generator, process.rank)
     else:
+        state = for_rank(state, process.rank, process.world_size, train.seed)
         vae.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
         torch.set_rng_state(state.rng)
         generator.set_state(state.batch_rng)
     patience = train.early_stopping_patience if x_val.shape[0] else 0
+    traced = vae if train.jit and process.world_size == 1 else None
     bar = tqdm(
         total=batches.steps * max(train.epochs - state.epoch, 0) - state.step,
         disable=not (progress and process.is_writer),
@@ -189,11 +199,14 @@ def fit(
         data.dynamic_binarization,
         data.dim,
         train,
-        make_objective(
-            train.objective,
-            train.particles,
-            vae if train.jit else None,
-            enumerate_discrete=vae.discrete_latents,
+        process.share_gradients(
+            vae,
+            make_objective(
+                train.objective,
+                train.particles,
+                traced,
+                enumerate_discrete=vae.discrete_latents,
+            ),
         ),
         optimizer,
         generator,
@@ -215,8 +228,9 @@ def fit(
                 if not state.mid_epoch:
                     vae.eval()
                     state = _end_epoch(run, state, x_val, beta, patience, process)
+                shared = _shared(state, process)
                 if on_epoch_end is not None and process.is_writer:
-                    on_epoch_end(state)
+                    on_epoch_end(shared)
                 if state.mid_epoch or (epoch < train.epochs and process.any(run.should_stop())):
                     stop_reason = "interrupted"
                     break
@@ -225,7 +239,15 @@ def fit(
         vae.train(was_training)
     vae.load_state_dict(state.final_model)
     seconds = sum(r.seconds for r in state.history)
-    return FitResult(state.history, state.epoch, seconds, stop_reason, state)
+    return FitResult(state.history, state.epoch, seconds, stop_reason, _shared(state, process))
+
+
+def _shared(state: TrainState, process: ProcessGroup) -> TrainState:
+    """``state`` with every process's own part when there are several (a collective: every
+    process calls it at the same point)."""
+    if process.world_size == 1:
+        return state
+    return with_ranks(state, process.gather(own_part(state)))
 
 
 def _epoch(
@@ -245,12 +267,15 @@ def _epoch(
     beta = beta_at(train, (epoch - 1) * steps + 1, steps)
     for step in range(first, len(epoch_batches)):
         xb = run.x_train[epoch_batches[step]]
-        if run.dynamic_binarization:
-            xb = binarize(xb, run.generator, run.pixels)
+        if run.dynamic_binarization:  # several processes: from each one's own stream
+            generator = run.generator if process.world_size == 1 else None
+            xb = binarize(xb, generator, run.pixels)
         done = (epoch - 1) * steps + step
         beta = beta_at(train, done + 1, steps)
         if train.lr_schedule != "constant":
             elapsed = spent + time.perf_counter() - start
+            if train.max_seconds:  # the rate follows the time: the same in every process
+                elapsed = process.mean(elapsed)
             set_lr(run.optimizer, lr_at(train, done / (train.epochs * steps), elapsed))
         loss = run.objective(run.vae.model, run.vae.guide, xb, n, beta)
         value = loss.item()
@@ -262,7 +287,8 @@ def _epoch(
         total += value
         run.bar.update(1)
         if step % 25 == 24:
-            run.bar.set_postfix_str(f"objective={-total / (step + 1) / n:.2f}", refresh=False)
+            shown = -process.mean(total) / (step + 1) / n
+            run.bar.set_postfix_str(f"objective={shown:.2f}", refresh=False)
         if step + 1 < len(epoch_batches) and process.any(run.should_stop()):
             return _mid_epoch_state(run, state, step + 1, epoch_batches, total, start), beta
     done_state = replace(

@@ -50,12 +50,18 @@ class TrainState:
     """Sum of that epoch's step losses so far."""
     epoch_seconds: float = 0.0
     """Wall time of that epoch so far."""
+    ranks: tuple[dict[str, Any], ...] = ()
+    """In a run of several processes, what differs between them, one dict per rank in
+    rank order: ``rng`` (its sampling stream), ``epoch_batches`` (its shares of the
+    epoch's minibatches) and ``epoch_total``; empty for one process, whose own are the
+    fields above (:mod:`pyrovae.train.ranks`)."""
 
     def to_checkpoint(self) -> dict[str, Any]:
         """Plain tensors, dicts, lists and numbers: loadable with ``weights_only=True``."""
         out = {f: getattr(self, f) for f in self.__dataclass_fields__}
         out["history"] = [list(r) for r in self.history]
         out["epoch_batches"] = list(self.epoch_batches)
+        out["ranks"] = [{**r, "epoch_batches": list(r["epoch_batches"])} for r in self.ranks]
         return out
 
     @classmethod
@@ -64,7 +70,10 @@ class TrainState:
         mid-epoch fields existed read as such)."""
         history = tuple(EpochRecord(int(r[0]), *map(float, r[1:])) for r in raw["history"])
         batches = tuple(raw.get("epoch_batches", ()))
-        return cls(**{**raw, "history": history, "epoch_batches": batches})
+        ranks = tuple(
+            {**r, "epoch_batches": tuple(r["epoch_batches"])} for r in raw.get("ranks", ())
+        )
+        return cls(**{**raw, "history": history, "epoch_batches": batches, "ranks": ranks})
 
     @property
     def mid_epoch(self) -> bool:

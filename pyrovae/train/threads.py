@@ -9,6 +9,8 @@ use (``os.sched_getaffinity``) less those other processes keep busy when trainin
 starts (:func:`busy_cores`), at most ``PYROVAE_MAX_THREADS`` when that is set. Next to
 one busy process that is 1 thread (0.8x the idle time in that measurement); on an idle
 2-core machine it is 2, which for a model as small as digits is no faster than 1.
+Processes that torchrun starts together on one machine (``LOCAL_WORLD_SIZE``) share its
+cores: each counts its share of them.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ def busy_cores(samples: int = 5, interval: float = 0.01) -> int:
 
 
 def resolve_threads(requested: int) -> int:
-    """``requested`` threads, or for 0 the available cores less the busy ones (at least 1),
-    capped by ``PYROVAE_MAX_THREADS``.
+    """``requested`` threads, or for 0 the available cores (this process's share of them
+    under torchrun) less the busy ones (at least 1), capped by ``PYROVAE_MAX_THREADS``.
 
     Raises
     ------
@@ -69,7 +71,8 @@ def resolve_threads(requested: int) -> int:
     """
     if requested > 0:
         return requested
-    cores = max(1, available_cores() - busy_cores())
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    cores = max(1, available_cores() // max(1, local) - busy_cores())
     cap = os.environ.get(MAX_THREADS_ENV, "").strip()
     if cap:
         if not cap.isdigit() or int(cap) < 1:

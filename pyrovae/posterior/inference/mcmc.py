@@ -1,14 +1,14 @@
 """Reference posteriors by MCMC: NUTS, HMC and random-walk Metropolis behind one call.
 
 :func:`run_mcmc` runs ``num_chains`` chains of Pyro's :class:`~pyro.infer.MCMC`
-*one after the other* in this process (Pyro's own multi-chain mode forks one
-process per chain; on small machines sequential chains are as fast and fully
-deterministic). Chain ``c`` is seeded with ``pyro.set_rng_seed(seed + c)`` and
-gets a fresh kernel. It returns a :class:`McmcResult`: samples of the latent
-and deterministic sites, per-chain sampler diagnostics, and per-site ESS and
-R-hat over all chains, both ArviZ's rank-normalised ones (``arviz.ess(method="bulk")``
-and ``arviz.rhat``), so that every ESS pyrovae reports (``methods.csv``'s
-``ess_min`` and ``ess_per_second``, ``summary.csv``'s ``ess``) is the ``ess_bulk`` of
+*one after the other* in this process by default, or ``workers`` at a time in spawned
+processes (:mod:`~pyrovae.posterior.inference.chains`), with the same draws. Chain
+``c`` is seeded with ``pyro.set_rng_seed(seed + c)`` and gets a fresh kernel. It
+returns a :class:`McmcResult`: samples of the latent and deterministic sites,
+per-chain sampler diagnostics, and per-site ESS and R-hat over all chains, both
+ArviZ's rank-normalised ones (``arviz.ess(method="bulk")`` and ``arviz.rhat``), so
+that every ESS pyrovae reports (``methods.csv``'s ``ess_min`` and
+``ess_per_second``, ``summary.csv``'s ``ess``) is the ``ess_bulk`` of
 ``arviz_summary.csv`` for the same draws.
 
 The file is laid out like a BlackJAX sampler: a result tuple, a kernel builder
@@ -54,6 +54,12 @@ from pyro.infer.mcmc.util import initialize_model
 
 from pyrovae.errors import UserError
 from pyrovae.posterior.inference import deadline
+from pyrovae.posterior.inference.chains import (
+    ChainJob,
+    picklable,
+    resolve_workers,
+    run_in_processes,
+)
 from pyrovae.posterior.inference.warm_start import (
     LaplaceMass,
     WarmStart,
@@ -633,8 +639,10 @@ def run_mcmc(
     mass: str = "auto",
     laplace_start: bool = True,
     max_tree_depth: int = MAX_TREE_DEPTH,
+    workers: int = 1,
 ) -> McmcResult:
-    """Sample a Pyro model's posterior with NUTS, HMC or Metropolis; chains run in sequence.
+    """Sample a Pyro model's posterior with NUTS, HMC or Metropolis; chains run in sequence
+    or in parallel processes, with the same draws.
 
     Parameters
     ----------
@@ -671,6 +679,11 @@ def run_mcmc(
         for the points). Without a Laplace approximation, Pyro's own start.
     max_tree_depth : int
         NUTS's cap on the doublings of a trajectory (default :data:`MAX_TREE_DEPTH`).
+    workers : int
+        Processes running chains at once: 1 (default) in sequence in this process, 0 as
+        many as this process has cores, at most one per chain. The draws do not depend
+        on it; the model, its arguments and ``init_strategy`` must pickle for more than
+        one, else the chains run in sequence.
 
     Returns
     -------
@@ -702,36 +715,46 @@ def run_mcmc(
     else:
         mass = resolve_mass(mass, unconstrained_size(model, model_kwargs))
     start = _start(model, model_kwargs, kernel, laplace_start, init_strategy, seed)
-    chains = []
+    jobs = []
     for c in range(num_chains):
-        mcmc_kernel = build_kernel(
-            model,
-            kernel,
-            jit_compile=jit_compile,
-            target_accept_prob=target_accept_prob,
-            init_strategy=init_strategy or start.init_strategy(seed + c),
-            max_plate_nesting=max_plate_nesting,
-            full_mass=mass == "dense",
-            initial_inverse_mass=start.covariance or None,
-            max_tree_depth=max_tree_depth,
-        )
-        chains.append(
-            run_chain(
-                model,
-                mcmc_kernel,
-                model_kwargs,
-                num_samples=num_samples,
-                warmup_steps=warmup_steps,
-                seed=seed + c,
-                deterministic_shapes=deterministic,
-                progress=progress,
-            )
-        )
+        options = {
+            "jit_compile": jit_compile,
+            "target_accept_prob": target_accept_prob,
+            "init_strategy": init_strategy or start.init_strategy(seed + c),
+            "max_plate_nesting": max_plate_nesting,
+            "full_mass": mass == "dense",
+            "initial_inverse_mass": start.covariance or None,
+            "max_tree_depth": max_tree_depth,
+        }
+        chain = {
+            "num_samples": num_samples,
+            "warmup_steps": warmup_steps,
+            "seed": seed + c,
+            "deterministic_shapes": deterministic,
+            "progress": progress,
+        }
+        jobs.append(ChainJob(_build_and_run, (model, kernel, options, model_kwargs), chain))
+    processes = resolve_workers(workers, num_chains)
+    if processes > 1 and picklable(jobs):
+        chains = run_in_processes(jobs, processes)
+    else:
+        chains = [job.run(*job.args, **job.kwargs) for job in jobs]
     return _combine(kernel, chains)._replace(
         mass=mass,
         max_tree_depth=max_tree_depth if kernel == "nuts" else None,
         start="laplace" if start.ok else f"pyro's default ({start.reason})",
     )
+
+
+def _build_and_run(
+    model: Callable[..., Any],
+    kernel: str,
+    options: dict[str, Any],
+    model_kwargs: dict[str, Any],
+    **chain: Any,
+) -> ChainResult:
+    """One chain: a fresh kernel from :func:`build_kernel` and :func:`run_chain`."""
+    return run_chain(model, build_kernel(model, kernel, **options), model_kwargs, **chain)
 
 
 def _start(

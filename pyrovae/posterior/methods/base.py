@@ -37,6 +37,9 @@ class Budget(NamedTuple):
     mass: str = "auto"
     """NUTS/HMC mass matrix, one of :data:`~pyrovae.posterior.inference.mcmc.MASS`
     (``--mass``). Others ignore it."""
+    chain_workers: int = 1
+    """Processes running MCMC chains at once (``--chain-workers``; 0: the cores); the
+    draws do not depend on it. Others ignore it."""
 
 
 @runtime_checkable

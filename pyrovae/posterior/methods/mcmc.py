@@ -83,6 +83,7 @@ class McmcMethod:
             seed=seed,
             progress=progress,
             mass=budget.mass,
+            workers=budget.chain_workers,
         )
         ess = flatten({k: v.unsqueeze(0) for k, v in result.ess.items()}, target.parameters)[0]
         posterior = mcmc_posterior(target, result, self.name, predictive=predictive, seed=seed)

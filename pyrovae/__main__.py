@@ -1,0 +1,7 @@
+"""``python -m pyrovae``: the command line, also as ``torchrun ... -m pyrovae train SPEC``."""
+
+import sys
+
+from pyrovae.cli import main
+
+sys.exit(main())
