@@ -84,8 +84,8 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tmp_p
     real = svi.make_objective
     calls = {"n": 0}
 
-    def poisoned(*args):  # make_objective's own arguments, whatever they are
-        objective = real(*args)
+    def poisoned(*args, **kwargs):  # make_objective's own arguments, whatever they are
+        objective = real(*args, **kwargs)
 
         def loss(*args):
             calls["n"] += 1
