@@ -53,7 +53,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pyrovae.errors import PyrovaeError, UserError
 from pyrovae.train.batches import Batches
 from pyrovae.train.objectives import Objective
-from pyrovae.train.placement import resolve_device
+from pyrovae.train.placement import LocalPlacement, resolve_device
 from pyrovae.train.process import ProcessGroup, SingleProcess
 from pyrovae.train.ranks import ShardedBatches
 
@@ -188,22 +188,12 @@ class DataParallelObjective:
         return loss * (self.process.world_size * x.shape[0] / rows)
 
 
-class DistributedPlacement:
+class DistributedPlacement(LocalPlacement):
     """Model and data on this process's device: its GPU ``LOCAL_RANK`` when
     ``train.device`` is ``"cuda"`` (or ``"auto"`` with GPUs), else the CPU."""
 
     def __init__(self, device: str = "cpu") -> None:
         self._device = _rank_device(device)
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    def place_model(self, model: nn.Module) -> None:
-        model.to(self._device)
-
-    def place_data(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self._device)
 
 
 def _rank_device(name: str) -> torch.device:
