@@ -242,9 +242,10 @@ def _start_pair(out: Path, timeout: float) -> list[subprocess.Popen]:
     return procs
 
 
-def _lose_process_1(tmp_path: Path, how: signal.Signals, timeout: float) -> tuple[int, str, float]:
+def _lose_process_1(tmp_path: Path, how: signal.Signals, timeout: float) -> tuple[int, str]:
     """Start two training processes, take process 1 away with ``how`` once the first
-    checkpoint is written, and return process 0's exit status, stderr and seconds taken."""
+    checkpoint is written, and return process 0's exit status and stderr (a process 0
+    that has not exited well after the timeout fails the test instead of hanging it)."""
     out = tmp_path / "run"
     procs = _start_pair(out, timeout)
     try:
@@ -253,9 +254,8 @@ def _lose_process_1(tmp_path: Path, how: signal.Signals, timeout: float) -> tupl
             assert time.monotonic() < deadline and procs[0].poll() is None, "no checkpoint"
             time.sleep(0.05)
         procs[1].send_signal(how)
-        start = time.monotonic()
         _, err = procs[0].communicate(timeout=timeout + 60)
-        return procs[0].returncode, err, time.monotonic() - start
+        return procs[0].returncode, err
     finally:
         for p in procs:
             if p.poll() is None:
@@ -270,7 +270,7 @@ def _error_line(stderr: str) -> str:
 
 
 def test_a_killed_process_makes_the_other_exit_with_an_error(tmp_path: Path) -> None:
-    status, stderr, _ = _lose_process_1(tmp_path, signal.SIGKILL, timeout=30)
+    status, stderr = _lose_process_1(tmp_path, signal.SIGKILL, timeout=30)
     assert status == 1
     line = _error_line(stderr)
     assert "process 0 of 2: the process group failed" in line
@@ -278,7 +278,6 @@ def test_a_killed_process_makes_the_other_exit_with_an_error(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_a_hung_process_makes_the_other_exit_after_the_timeout(tmp_path: Path) -> None:
-    status, stderr, seconds = _lose_process_1(tmp_path, signal.SIGSTOP, timeout=5)
+    status, stderr = _lose_process_1(tmp_path, signal.SIGSTOP, timeout=5)
     assert status == 1
-    assert "did not answer within 5 s" in _error_line(stderr)
-    assert seconds < 60  # the timeout, not a hang (the bound is loose: a busy machine)
+    assert "did not answer within 5 s" in _error_line(stderr)  # the timeout ended it
