@@ -41,9 +41,9 @@ from pyrovae.report.tensorboard import TensorBoardLog, require_tensorboard
 from pyrovae.spec import AUTOENCODER_KINDS, LABEL_KINDS, Spec, spec_to_dict
 from pyrovae.stats import linear_gaussian
 from pyrovae.train.distributed import (
-    DistributedPlacement,
     agreed,
     launched,
+    placement_for,
     reported_failures,
     training_processes,
 )
@@ -211,9 +211,7 @@ def train_model(
                 state=state,
                 on_epoch_end=on_epoch_end,
                 progress=progress,
-                placement=DistributedPlacement(spec.train.device)
-                if process.world_size > 1
-                else None,
+                placement=placement_for(process, spec.train.device),
                 process=process,
                 should_stop=stop,
             )
@@ -376,11 +374,7 @@ def evaluate_run(
 
         trained = agreed(process, prepare)
         job.enter_context(torch_threads(resolve_threads(trained.spec.train.threads)))
-        device = (
-            DistributedPlacement(trained.spec.train.device).device
-            if process.world_size > 1
-            else resolve_device(trained.spec.train.device)
-        )
+        device = placement_for(process, trained.spec.train.device).device
         spec, model = trained.spec, trained.model.to(device)
         evaluation = None
         test = trained.data.test
@@ -491,10 +485,8 @@ def run_pipeline(
     autoencoder, which has no posterior p(z|x) to sample."""
     with ExitStack() as job:
         process = job.enter_context(training_processes(spec.train.device))
-        if process.is_writer:  # a busy run directory stops every process
-            agreed(process, lambda: job.enter_context(run_lock(run_dir)))
-        else:
-            agreed(process, lambda: None)
+        # the writer locks the run directory; a busy one stops every process
+        agreed(process, lambda: job.enter_context(run_lock(run_dir)) if process.is_writer else None)
         train_model(spec, run_dir, progress=progress)
         evaluate_run(run_dir, particles=particles, progress=progress)
         if not process.is_writer:

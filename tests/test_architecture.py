@@ -52,7 +52,7 @@ LINES: dict[str, list[str]] = {
         "pyrovae._specdoc",
         "pyrovae.spec",
         "pyrovae._checks",
-        "pyrovae.errors|pyrovae.stats|pyrovae._version",
+        "pyrovae.errors|pyrovae.stats|pyrovae._version|pyrovae._cores",
     ],
 }
 """Every module belongs to one entry (the longest matching prefix; ``pyrovae`` itself is

@@ -67,6 +67,7 @@ __all__ = [
     "agreed",
     "launch",
     "launched",
+    "placement_for",
     "reported_failures",
     "timeout_seconds",
     "training_processes",
@@ -194,6 +195,14 @@ class DistributedPlacement(LocalPlacement):
 
     def __init__(self, device: str = "cpu") -> None:
         self._device = _rank_device(device)
+
+
+def placement_for(process: ProcessGroup, device: str = "cpu") -> LocalPlacement:
+    """Where ``process`` trains and evaluates: its own GPU (``LOCAL_RANK``) in a group of
+    several processes (:class:`DistributedPlacement`), else ``train.device`` as it is."""
+    if process.world_size > 1:
+        return DistributedPlacement(device)
+    return LocalPlacement(device)
 
 
 def _rank_device(name: str) -> torch.device:

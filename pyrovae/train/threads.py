@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 import torch
 
+from pyrovae._cores import available_cores
 from pyrovae.errors import UserError
 
 __all__ = [
@@ -35,13 +36,6 @@ __all__ = [
 
 MAX_THREADS_ENV = "PYROVAE_MAX_THREADS"
 """Environment variable that caps the automatic thread count (e.g. on a shared machine)."""
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def busy_cores(samples: int = 5, interval: float = 0.01) -> int:

@@ -19,7 +19,6 @@ chains run in sequence, see :func:`picklable`).
 from __future__ import annotations
 
 import math
-import os
 import pickle
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +27,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from pyrovae._cores import available_cores
 from pyrovae.posterior.inference import deadline
 
 __all__ = ["ChainJob", "available_cores", "picklable", "resolve_workers", "run_in_processes"]
@@ -39,13 +39,6 @@ class ChainJob(NamedTuple):
     run: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def resolve_workers(requested: int, num_chains: int) -> int:
