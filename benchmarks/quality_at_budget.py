@@ -43,6 +43,7 @@ from pathlib import Path
 import pyro
 import pyro.distributions as dist
 import torch
+from _jobs import mean_sd, run_pairs
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
@@ -153,21 +154,10 @@ def job(task: dict) -> dict:
     return {**task, "epochs": epochs, "log_px": estimate.log_px.mean().item()}
 
 
-def _run_pairs(pool: ProcessPoolExecutor, tasks: list[dict]) -> list[dict]:
-    """Run ``tasks`` two at a time (each pair starts together); results in order."""
-    results = []
-    for i in range(0, len(tasks), 2):
-        futures = [pool.submit(job, t) for t in tasks[i : i + 2]]
-        results += [f.result() for f in futures]
-        for r in results[-len(futures) :]:
-            where = "validation" if r["validation"] else "test"
-            name = r.get("name", r["side"])
-            print(
-                f"  {name} seed {r['seed']}: {r['epochs']} epochs, {where} log p(x) "
-                f"{r['log_px']:.2f}",
-                flush=True,
-            )
-    return results
+def _describe(r: dict) -> str:
+    where = "validation" if r["validation"] else "test"
+    name = r.get("name", r["side"])
+    return f"{name} seed {r['seed']}: {r['epochs']} epochs, {where} log p(x) {r['log_px']:.2f}"
 
 
 def main() -> None:
@@ -198,7 +188,7 @@ def main() -> None:
             }
             for name, o in CANDIDATES.items()
         ]
-        selection = _run_pairs(pool, candidates)
+        selection = run_pairs(pool, job, candidates, _describe)
         best = max(selection, key=lambda r: r["log_px"])
         print(f"selected={best['name']}", flush=True)
         print("test: all 8,000 training images, scored once on the 2,000 test images")
@@ -214,7 +204,7 @@ def main() -> None:
                         "validation": False,
                     }
                 )
-        results = _run_pairs(pool, tests)
+        results = run_pairs(pool, job, tests, _describe)
     ours = [r for r in results if r["side"] == "pyrovae"]
     theirs = [r for r in results if r["side"] == "recipe"]
     _print_table(selection, ours, theirs)
@@ -227,11 +217,6 @@ def main() -> None:
     print(f"advantage_nats={mean:.2f}")
 
 
-def _mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else math.nan
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
-
-
 def _print_table(selection: list[dict], ours: list[dict], theirs: list[dict]) -> None:
     print("| candidate | epochs | validation log p(x) |")
     print("| --- | --- | --- |")
@@ -241,7 +226,7 @@ def _print_table(selection: list[dict], ours: list[dict], theirs: list[dict]) ->
     print("| --- | --- | --- |")
     for name, rows in (("pyrovae (selected)", ours), ("Pyro-example recipe", theirs)):
         epochs = statistics.mean(r["epochs"] for r in rows)
-        print(f"| {name} | {epochs:.0f} | {_mean_sd([r['log_px'] for r in rows])} |")
+        print(f"| {name} | {epochs:.0f} | {mean_sd([r['log_px'] for r in rows], 2)} |")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from _jobs import mean_sd, run_pairs
 from pyro.infer import TraceEnum_ELBO
 
 from pyrovae.data import binarize, load_data
@@ -182,25 +183,12 @@ def enumeration_cost(mnist: str, repeats: int = 30) -> tuple[float, float, float
     )
 
 
-def _run_pairs(pool: ProcessPoolExecutor, tasks: list[dict]) -> list[dict]:
-    """Run ``tasks`` two at a time (each pair starts together); results in order."""
-    results = []
-    for i in range(0, len(tasks), 2):
-        futures = [pool.submit(job, t) for t in tasks[i : i + 2]]
-        results += [f.result() for f in futures]
-        for r in results[-len(futures) :]:
-            where = "validation" if r["validation"] else "test"
-            print(
-                f"  {r['side']} (weight {r['weight']:g}) {r['labels']}/class seed {r['seed']}: "
-                f"{r['epochs']} epochs, {where} accuracy {r['accuracy']:.1f}%",
-                flush=True,
-            )
-    return results
-
-
-def _mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else math.nan
-    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+def _describe(r: dict) -> str:
+    where = "validation" if r["validation"] else "test"
+    return (
+        f"{r['side']} (weight {r['weight']:g}) {r['labels']}/class seed {r['seed']}: "
+        f"{r['epochs']} epochs, {where} accuracy {r['accuracy']:.1f}%"
+    )
 
 
 def main() -> None:
@@ -237,7 +225,7 @@ def main() -> None:
             }
             for w in CLASSIFIER_WEIGHTS
         ]
-        selection = _run_pairs(pool, candidates)
+        selection = run_pairs(pool, job, candidates, _describe)
         weight = max(selection, key=lambda r: r["accuracy"])["weight"]
         print(f"selected_classifier_weight={weight:g}", flush=True)
         tasks = [
@@ -254,7 +242,7 @@ def main() -> None:
             for seed in range(args.seeds)
             for side in ("m2", "supervised")
         ]
-        results = _run_pairs(pool, tasks)
+        results = run_pairs(pool, job, tasks, _describe)
     print("| labels | M2 accuracy (%) | supervised-only (%) | gain (points) | M2 epochs |")
     print("| --- | --- | --- | --- | --- |")
     gains = {}
@@ -264,8 +252,8 @@ def main() -> None:
         gain = [a["accuracy"] - b["accuracy"] for a, b in zip(ours, theirs, strict=True)]
         gains[labels] = gain
         print(
-            f"| {10 * labels} | {_mean_sd([r['accuracy'] for r in ours])} | "
-            f"{_mean_sd([r['accuracy'] for r in theirs])} | {_mean_sd(gain)} | "
+            f"| {10 * labels} | {mean_sd([r['accuracy'] for r in ours], 1)} | "
+            f"{mean_sd([r['accuracy'] for r in theirs], 1)} | {mean_sd(gain, 1)} | "
             f"{statistics.mean(r['epochs'] for r in ours):.0f} |"
         )
     print("(mean ± sd over seeds)")

@@ -1,0 +1,33 @@
+"""What the budget benchmarks share: jobs run two at a time in spawned processes, so
+that the two sides of a comparison train at the same moment on the same machine, and
+figures summarised over seeds as mean ± sd."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+
+def run_pairs(
+    pool: ProcessPoolExecutor,
+    job: Callable[[dict], dict],
+    tasks: list[dict],
+    describe: Callable[[dict], str],
+) -> list[dict]:
+    """``job(task)`` for every task, two at a time (each pair starts together), printing
+    ``describe(result)`` as each pair ends; the results in the tasks' order."""
+    results: list[dict] = []
+    for i in range(0, len(tasks), 2):
+        futures = [pool.submit(job, t) for t in tasks[i : i + 2]]
+        results += [f.result() for f in futures]
+        for r in results[-len(futures) :]:
+            print(f"  {describe(r)}", flush=True)
+    return results
+
+
+def mean_sd(values: list[float], digits: int) -> str:
+    """``mean ± sd`` over seeds, with ``digits`` decimals (sd nan for one value)."""
+    sd = statistics.stdev(values) if len(values) > 1 else math.nan
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
