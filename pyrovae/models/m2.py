@@ -25,6 +25,9 @@ batch holds; :class:`~pyrovae.train.batches.MixedBatches` gives every batch the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
 
 import pyro
 import pyro.distributions as dist
@@ -43,6 +46,22 @@ def _plate(name: str, b: int, n_total: int | None, device: torch.device) -> pyro
     if n_total is None or n_total == b:
         return pyro.plate(name, b, dim=-1)
     return pyro.plate(name, n_total, subsample=torch.arange(b, device=device), dim=-1)
+
+
+def _plate_of(name: str, rows: torch.Tensor, n_total: int | None) -> Callable[[], pyro.plate]:
+    """A maker of :func:`_plate` over the rows a boolean mask ``rows`` ``(B,)`` picks."""
+    return partial(_plate, name, int(rows.sum()), n_total, rows.device)
+
+
+class _Part(NamedTuple):
+    """The labelled or the unlabelled rows of a batch."""
+
+    x: torch.Tensor
+    """``(B_part, D)`` data."""
+    y: torch.Tensor
+    """``(B_part,)`` classes (HIDDEN for the unlabelled part)."""
+    plate: Callable[[], pyro.plate]
+    """Makes the part's plate (a new one for model and guide each)."""
 
 
 class M2(CVAE):
@@ -110,17 +129,31 @@ class M2(CVAE):
 
     # ----------------------------------------------------------- Pyro pair
 
+    def _parts(self, x: torch.Tensor, n_total: int | None) -> tuple[_Part | None, _Part | None]:
+        """The labelled and the unlabelled rows of ``x`` ``(B, D + 1)``, each with its own
+        plate; None for a kind the batch does not hold. In a minibatch of ``n_total``
+        rows each plate scales to its own share of the data, N_l or N - N_l."""
+        pixels, y = split_rows(x)
+        known = y != HIDDEN
+        n_labelled = int(self.labelled_total)
+        labelled = unlabelled = None
+        if bool(known.any()):
+            total = None if n_total is None else n_labelled
+            labelled = _Part(pixels[known], y[known], _plate_of("data", known, total))
+        if not bool(known.all()):
+            total = None if n_total is None else n_total - n_labelled
+            unlabelled = _Part(pixels[~known], y[~known], _plate_of("unlabelled", ~known, total))
+        return labelled, unlabelled
+
     def model(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
         """p(y) p(z) p(x | y, z) for rows ``x`` ``(B, D + 1)``: labelled rows in plate
         ``data`` (sites ``y`` observed, ``z``, ``x``), the others in plate ``unlabelled``
         (``y_u``, ``z_u``, ``x_u``)."""
-        pixels, y = split_rows(x)
-        known = y != HIDDEN
+        labelled, unlabelled = self._parts(x, n_total)
         n_labelled = int(self.labelled_total)
-        if bool(known.any()):
-            xl, yl = pixels[known], y[known]
-            scale_to = None if n_total is None else n_labelled
-            with _plate("data", xl.shape[0], scale_to, x.device):
+        if labelled is not None:
+            xl, yl = labelled.x, labelled.y
+            with labelled.plate():
                 pyro.sample("y", self.class_prior(xl), obs=yl)
                 with self._beta(beta):
                     z = pyro.sample("z", self.prior(xl))
@@ -128,10 +161,9 @@ class M2(CVAE):
                 if self.training and n_labelled and bool(self.alpha > 0):
                     log_q = dist.Categorical(logits=self.class_logits(xl)).log_prob(yl)
                     pyro.factor("classifier", self.alpha / n_labelled * log_q)
-        if not bool(known.all()):
-            xu = pixels[~known]
-            scale_to = None if n_total is None else n_total - n_labelled
-            with _plate("unlabelled", xu.shape[0], scale_to, x.device):
+        if unlabelled is not None:
+            xu = unlabelled.x
+            with unlabelled.plate():
                 yu = pyro.sample("y_u", self.class_prior(xu))
                 with self._beta(beta):
                     z = pyro.sample("z_u", self.prior(xu))
@@ -140,21 +172,15 @@ class M2(CVAE):
     def guide(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:
         """q(z | x, y) for labelled rows; q(y | x) q(z | x, y) for the others, ``y_u``
         marked for parallel enumeration."""
-        pixels, y = split_rows(x)
-        known = y != HIDDEN
-        n_labelled = int(self.labelled_total)
-        if bool(known.any()):
-            xl, yl = pixels[known], y[known]
-            loc, scale = self.encode_with(xl, yl)
-            scale_to = None if n_total is None else n_labelled
-            with _plate("data", xl.shape[0], scale_to, x.device):
-                with self._beta(beta):
-                    pyro.sample("z", dist.Normal(loc, scale).to_event(1))
-        if not bool(known.all()):
-            xu = pixels[~known]
+        labelled, unlabelled = self._parts(x, n_total)
+        if labelled is not None:
+            loc, scale = self.encode_with(labelled.x, labelled.y)
+            with labelled.plate(), self._beta(beta):
+                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+        if unlabelled is not None:
+            xu = unlabelled.x
             logits = self.class_logits(xu)
-            scale_to = None if n_total is None else n_total - n_labelled
-            with _plate("unlabelled", xu.shape[0], scale_to, x.device):
+            with unlabelled.plate():
                 yu = pyro.sample(
                     "y_u",
                     dist.Categorical(logits=logits),
