@@ -35,22 +35,11 @@ import torch
 
 from pyrovae.data.labelled import HIDDEN, split_rows
 from pyrovae.models.conditional import CVAE
+from pyrovae.models.vae import data_plate
 from pyrovae.nets import build_network
 from pyrovae.spec import ModelSpec
 
 __all__ = ["M2"]
-
-
-def _plate(name: str, b: int, n_total: int | None, device: torch.device) -> pyro.plate:
-    """A plate over ``b`` rows at dim -1, scaled by ``n_total / b`` when given."""
-    if n_total is None or n_total == b:
-        return pyro.plate(name, b, dim=-1)
-    return pyro.plate(name, n_total, subsample=torch.arange(b, device=device), dim=-1)
-
-
-def _plate_of(name: str, rows: torch.Tensor, n_total: int | None) -> Callable[[], pyro.plate]:
-    """A maker of :func:`_plate` over the rows a boolean mask ``rows`` ``(B,)`` picks."""
-    return partial(_plate, name, int(rows.sum()), n_total, rows.device)
 
 
 class _Part(NamedTuple):
@@ -139,10 +128,12 @@ class M2(CVAE):
         labelled = unlabelled = None
         if bool(known.any()):
             total = None if n_total is None else n_labelled
-            labelled = _Part(pixels[known], y[known], _plate_of("data", known, total))
+            xl = pixels[known]
+            labelled = _Part(xl, y[known], partial(data_plate, xl, total, "data"))
         if not bool(known.all()):
             total = None if n_total is None else n_total - n_labelled
-            unlabelled = _Part(pixels[~known], y[~known], _plate_of("unlabelled", ~known, total))
+            xu = pixels[~known]
+            unlabelled = _Part(xu, y[~known], partial(data_plate, xu, total, "unlabelled"))
         return labelled, unlabelled
 
     def model(self, x: torch.Tensor, n_total: int | None = None, beta: float = 1.0) -> None:

@@ -34,13 +34,13 @@ from pyrovae.spec import UNIT_INTERVAL_LIKELIHOODS, ModelSpec
 __all__ = ["VAE", "data_plate"]
 
 
-def data_plate(x: torch.Tensor, n_total: int | None) -> pyro.plate:
-    """``pyro.plate("data")`` over the rows of ``x`` ``(B, D)`` at dim -1; when ``x`` is a
+def data_plate(x: torch.Tensor, n_total: int | None, name: str = "data") -> pyro.plate:
+    """``pyro.plate(name)`` over the rows of ``x`` ``(B, D)`` at dim -1; when ``x`` is a
     minibatch of ``n_total`` examples, a subsampled plate that scales by ``n_total / B``."""
     b = x.shape[0]
     if n_total is None or n_total == b:
-        return pyro.plate("data", b, dim=-1)
-    return pyro.plate("data", n_total, subsample=torch.arange(b, device=x.device), dim=-1)
+        return pyro.plate(name, b, dim=-1)
+    return pyro.plate(name, n_total, subsample=torch.arange(b, device=x.device), dim=-1)
 
 
 class VAE(PyroModule):
