@@ -392,6 +392,8 @@ def evaluate_run(
         new = evaluation.to_metrics() if evaluation else {}
         if isinstance(model, M2):
             new.update(classifier_evaluation(model, test, seed=spec.train.seed).to_metrics())
+            # U(x): the ELBO evaluate computed on the same rows with their labels hidden
+            new["test_unlabelled_elbo_nats"] = new["test_elbo_nats"]
         if trained.data.classes is None:
             latent = latent_space_metrics(
                 model, trained.data, spec.model.autoencoder, seed=spec.train.seed
