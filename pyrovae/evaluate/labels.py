@@ -18,7 +18,7 @@ import torch
 from pyrovae.data.labelled import split_rows
 from pyrovae.models.m2 import M2
 
-__all__ = ["ClassifierEvaluation", "classifier_evaluation", "confusion_matrix"]
+__all__ = ["ClassifierEvaluation", "classification", "classifier_evaluation", "confusion_matrix"]
 
 
 class ClassifierEvaluation(NamedTuple):
@@ -46,6 +46,16 @@ def confusion_matrix(true: torch.Tensor, predicted: torch.Tensor, classes: int) 
 
 
 @torch.no_grad()
+def classification(model: M2, rows: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Accuracy of q(y|x)'s most probable class and the ``(C, C)`` confusion counts on
+    labelled rows ``(N, D + 1)``."""
+    y = split_rows(rows)[1]
+    predicted = model.classify(rows).argmax(-1)
+    accuracy = (predicted == y).double().mean().item()
+    return accuracy, confusion_matrix(y.cpu(), predicted.cpu(), model.classes)
+
+
+@torch.no_grad()
 def classifier_evaluation(
     model: M2, rows: torch.Tensor, *, samples: int = 10, seed: int = 0
 ) -> ClassifierEvaluation:
@@ -58,13 +68,12 @@ def classifier_evaluation(
     """
     device = next(model.parameters()).device
     rows = rows.to(device)
-    y = split_rows(rows)[1]
-    predicted = model.classify(rows).argmax(-1)
+    accuracy, confusion = classification(model, rows)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         recon, kl, _, _ = model.elbo_terms(rows, samples)
     return ClassifierEvaluation(
-        accuracy=(predicted == y).double().mean().item(),
-        confusion=confusion_matrix(y.cpu(), predicted.cpu(), model.classes),
+        accuracy=accuracy,
+        confusion=confusion,
         labelled_elbo=(recon - kl).mean().item(),
     )

@@ -16,7 +16,7 @@ import torch
 
 from pyrovae.data.dataset import Dataset
 from pyrovae.data.labelled import split_rows
-from pyrovae.evaluate.labels import confusion_matrix
+from pyrovae.evaluate.labels import classification
 from pyrovae.evaluate.latent_space import fitted_gaussian, interpolation_paths, sample_fitted
 from pyrovae.evaluate.likelihood import Evaluation
 from pyrovae.evaluate.units import max_activation_inputs
@@ -256,11 +256,9 @@ def _label_model_figures(
             evaluation.kl_per_dimension, evaluation.active, folder / "kl_per_dimension.png"
         )
     if isinstance(model, M2) and test.shape[0]:
-        predicted = model.classify(test).argmax(-1)
+        accuracy, confusion = classification(model, test)
         out["confusion"] = label_figures.plot_confusion(
-            confusion_matrix(y, predicted, c),
-            folder / "confusion.png",
-            accuracy=(predicted == y).double().mean().item(),
+            confusion, folder / "confusion.png", accuracy=accuracy
         )
     return out
 
