@@ -47,6 +47,7 @@ __all__ = [
     "SyntheticSpec",
     "TrainSpec",
     "apply_overrides",
+    "keeps_every_label",
     "load_spec",
     "spec_from_dict",
     "spec_to_dict",
@@ -395,6 +396,12 @@ def _check_consistency(spec: Spec) -> None:
     _check_prior(spec)
 
 
+def keeps_every_label(labelled: int | float) -> bool:
+    """Whether ``data.labelled`` keeps every training label: the share 1.0 (an integer 1
+    is one label per class)."""
+    return isinstance(labelled, float) and labelled == 1.0
+
+
 def _check_labels(spec: Spec) -> None:
     """Label fields used only where a model uses labels; M2's sum over classes."""
     d, m, t = spec.data, spec.model, spec.train
@@ -404,8 +411,7 @@ def _check_labels(spec: Spec) -> None:
             f"only the arrays source reads a labels file, "
             f"not '{d.name}' (its labels come with the data)",
         )
-    every_label = isinstance(d.labelled, float) and d.labelled == 1.0  # an int 1: one per class
-    if not every_label and m.kind != "m2":
+    if not keeps_every_label(d.labelled) and m.kind != "m2":
         raise SpecError(
             "data.labelled",
             f"only the semi-supervised model.kind = 'm2' hides labels; got '{m.kind}'",

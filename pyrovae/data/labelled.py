@@ -20,6 +20,7 @@ import torch
 
 from pyrovae.data.dataset import Dataset
 from pyrovae.errors import SpecError
+from pyrovae.spec import keeps_every_label
 
 __all__ = ["HIDDEN", "hide_labels", "label_rows", "labelled_mask", "split_rows", "with_labels"]
 
@@ -151,7 +152,7 @@ def label_rows(data: Dataset, kind: str, labelled: int | float = 1.0, seed: int 
     classes = _classes(data, kind)
     assert data.train_labels is not None  # _classes refuses data without labels
     train_labels = data.train_labels.clone()
-    if isinstance(labelled, int) or labelled < 1.0:  # an int 1 is one per class, not all
+    if not keeps_every_label(labelled):
         train_labels[~labelled_mask(train_labels, labelled, seed)] = HIDDEN
 
     def rows(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
