@@ -67,6 +67,10 @@ METRIC_DOCS = {
     "test_reconstruction_nats": "E_q[log p(x|z)]",
     "test_kl_nats": "KL(q(z|x) || p(z))",
     "test_bits_per_dim": "-log p(x) / (D ln 2), binary data only",
+    "test_accuracy": "m2: share of test examples whose most probable class under q(y|x) is "
+    "the label",
+    "test_labelled_elbo_nats": "m2: L(x, y), the ELBO with the class given",
+    "test_unlabelled_elbo_nats": "m2: U(x), the ELBO with the class summed out",
     "test_exact_log_likelihood_nats": "closed-form log p(x) of the trained linear-Gaussian model",
     "test_true_log_likelihood_nats": "log p(x) under the parameters that generated the data",
     "train_elbo_nats": "ELBO on the training split",
@@ -333,7 +337,8 @@ def render_report(
         "| --- | --- | --- |",
     ]
     for key, value in metrics.items():
-        lines.append(f"| `{key}` | {_format(value)} | {METRIC_DOCS.get(key, '')} |")
+        meaning = METRIC_DOCS.get(key, "").replace("|", "\\|")  # p(x|z) inside a table cell
+        lines.append(f"| `{key}` | {_format(value)} | {meaning} |")
     if figures:
         lines += ["", "## Figures", ""]
         for name, path in figures.items():
