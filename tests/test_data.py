@@ -105,7 +105,7 @@ def test_mnist_t10k_only_is_split_in_order(tmp_path):
     )
     data = load_data(spec, "gaussian")
     assert (len(data.train), len(data.validation), len(data.test)) == (40, 0, 10)
-    assert data.image_shape == (28, 28) and data.dim == 784
+    assert data.image_shape == (1, 28, 28) and data.dim == 784
     flat = torch.from_numpy(images.reshape(50, -1) / np.float32(255))
     torch.testing.assert_close(data.train, flat[:40])
     torch.testing.assert_close(data.test, flat[40:])
@@ -226,7 +226,7 @@ def test_digits_shapes_range_labels():
     assert isinstance(data, Dataset) and data.name == "digits"
     assert len(data.train) + len(data.validation) + len(data.test) == 1797
     assert len(data.test) == round(0.2 * 1797)
-    assert data.dim == 64 and data.image_shape == (8, 8)
+    assert data.dim == 64 and data.image_shape == (1, 8, 8)
     assert 0.0 <= float(data.train.min()) and float(data.train.max()) <= 1.0
     assert data.train_labels.shape == (len(data.train),)
     assert set(data.train_labels.unique().tolist()) == set(range(10))
@@ -291,7 +291,7 @@ def test_arrays_npy_2d_and_3d(tmp_path):
     assert len(data.train) + len(data.validation) + len(data.test) == 20
     np.save(tmp_path / "img.npy", np.random.default_rng(0).random((20, 3, 4)))
     data = load_data(arrays_spec(tmp_path / "img.npy"), "gaussian")
-    assert data.dim == 12 and data.image_shape == (3, 4)
+    assert data.dim == 12 and data.image_shape == (1, 3, 4)
 
 
 def test_arrays_npz_with_labels_and_single_array(tmp_path):
@@ -330,11 +330,23 @@ def test_error_nan(tmp_path):
     assert "2 values are NaN or infinite" in message and "row 7, column 12" in message
 
 
-@pytest.mark.parametrize("shape", [(10,), (2, 3, 4, 5)])
+@pytest.mark.parametrize("shape", [(10,), (2, 3, 4, 5, 6)])
 def test_error_dims(tmp_path, shape):
     np.save(tmp_path / "x.npy", np.zeros(shape))
     message = data_error(arrays_spec(tmp_path / "x.npy"))
-    assert f"got {len(shape)}-D" in message and "2-D" in message and "3-D" in message
+    assert f"got {len(shape)}-D" in message and "2-D" in message and "4-D" in message
+
+
+def test_channel_images_keep_their_shape(tmp_path):
+    """(N, C, H, W) arrays are images of C channels, flattened channel-major."""
+    x = np.random.default_rng(0).random((20, 3, 4, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    data = load_data(DataSpec(name="arrays", path=str(tmp_path / "x.npy")), "gaussian")
+    assert data.image_shape == (3, 4, 5) and data.dim == 60
+    rows = torch.cat([data.train, data.validation, data.test])
+    assert sorted(map(tuple, rows.numpy().tolist())) == sorted(
+        map(tuple, x.reshape(20, 60).tolist())
+    )
 
 
 def test_error_too_few_rows(tmp_path):

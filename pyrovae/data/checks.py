@@ -11,7 +11,7 @@ import numpy as np
 from pyrovae.errors import DataError
 from pyrovae.spec import UNIT_INTERVAL_LIKELIHOODS
 
-__all__ = ["check_labels", "check_range", "check_x", "error_prefix"]
+__all__ = ["check_labels", "check_range", "check_x", "error_prefix", "image_shape_of"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -21,30 +21,47 @@ def error_prefix(origin: str = "") -> str:
     return f"data: {origin}: " if origin else "data: "
 
 
-def check_x(x: np.ndarray, origin: str = "") -> tuple[np.ndarray, tuple[int, int] | None]:
+def check_x(x: np.ndarray, origin: str = "") -> tuple[np.ndarray, tuple[int, int, int] | None]:
     """Check dims, sizes and values; return x as float32 (N, D) and the image shape.
 
     Parameters
     ----------
     x : numpy.ndarray
-        (N, D) rows, or (N, H, W) images.
+        (N, D) rows, (N, H, W) grey images or (N, C, H, W) images, channels first.
     origin : str
         Where the data came from (a file path), named in error messages.
+
+    Returns
+    -------
+    x : numpy.ndarray, shape (N, D), float32
+        Images flattened channel-major: D = C * H * W.
+    image_shape : (C, H, W) or None
+        None for rows that are not images.
     """
     where = error_prefix(origin)
     _check_shape(x, where)
-    image_shape = (int(x.shape[1]), int(x.shape[2])) if x.ndim == 3 else None
+    image_shape = image_shape_of(x)
     flat = x.reshape(len(x), -1)
     _check_finite(flat, where)
     return np.ascontiguousarray(flat, dtype=np.float32), image_shape
 
 
+def image_shape_of(x: np.ndarray) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` of images ``(N, H, W)`` (C = 1) or ``(N, C, H, W)``; None for rows."""
+    if x.ndim == 3:
+        return 1, int(x.shape[1]), int(x.shape[2])
+    if x.ndim == 4:
+        return int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+    return None
+
+
 def _check_shape(x: np.ndarray, where: str) -> None:
-    """2-D or 3-D, with at least one example and one value per example."""
-    if x.ndim not in (2, 3):
+    """2-D, 3-D or 4-D, with at least one example and one value per example."""
+    if x.ndim not in (2, 3, 4):
         raise DataError(
-            f"{where}expected a 2-D (examples, features) or 3-D (examples, height, width) "
-            f"array, got {x.ndim}-D with shape {x.shape}; reshape the data"
+            f"{where}expected a 2-D (examples, features), 3-D (examples, height, width) or "
+            f"4-D (examples, channels, height, width) array, got {x.ndim}-D with shape "
+            f"{x.shape}; reshape the data"
         )
     if x.shape[0] == 0:
         raise DataError(
@@ -52,7 +69,7 @@ def _check_shape(x: np.ndarray, where: str) -> None:
             "one per row"
         )
     if 0 in x.shape[1:]:
-        what = "images have no pixels" if x.ndim == 3 else "examples have no features"
+        what = "images have no pixels" if x.ndim > 2 else "examples have no features"
         raise DataError(f"{where}the {what} (shape {x.shape}); give at least one value per example")
 
 

@@ -53,8 +53,8 @@ class Dataset:
     train, validation, test : torch.Tensor, shape (n, D), float32
         Validation has 0 rows when ``validation_fraction == 0``.
     train_labels, validation_labels, test_labels : torch.Tensor, shape (n,), int64, or None
-    image_shape : tuple of int or None
-        (H, W) when rows are flattened images.
+    image_shape : (C, H, W) or None
+        The image shape when rows are flattened images (channel-major, D = C * H * W).
     dynamic_binarization : bool
         True when ``train`` holds probabilities to be binarized per minibatch.
     truth : LinearGaussianTruth or None
@@ -63,6 +63,9 @@ class Dataset:
         For a label model's rows (:func:`~pyrovae.data.labelled.label_rows`): the number
         of classes C, and each split is ``(n, D + 1)``, its last column the class index
         (-1 where the label is hidden). None for plain data.
+    levels : int or None
+        Pixels take the ``levels`` values k / (levels - 1) in [0, 1] (256 for 8-bit
+        images); None for continuous data or data binarized here.
     """
 
     name: str
@@ -72,10 +75,11 @@ class Dataset:
     train_labels: torch.Tensor | None
     validation_labels: torch.Tensor | None
     test_labels: torch.Tensor | None
-    image_shape: tuple[int, int] | None
+    image_shape: tuple[int, int, int] | None
     dynamic_binarization: bool
     truth: LinearGaussianTruth | None
     classes: int | None = None
+    levels: int | None = None
 
     @property
     def dim(self) -> int:
@@ -176,4 +180,5 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
         image_shape=image_shape,
         dynamic_binarization=mode == "dynamic",
         truth=source.truth,
+        levels=source.levels if mode == "none" else None,
     )

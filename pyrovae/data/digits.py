@@ -15,4 +15,4 @@ def load_digits(spec: DataSpec) -> Source:
     from sklearn import datasets
 
     digits = datasets.load_digits()
-    return Source(digits.images.astype(np.float32) / 16, digits.target)
+    return Source(digits.images.astype(np.float32) / 16, digits.target, levels=17)

@@ -56,9 +56,11 @@ def load_mnist(spec: DataSpec) -> Source:
         )
     train = _mnist_pair(folder, "train")
     if train is None:
-        return Source(test[0] / np.float32(255), test[1], ordered=True, origin=str(folder))
+        return Source(
+            test[0] / np.float32(255), test[1], ordered=True, origin=str(folder), levels=256
+        )
     if len(train[0]) != len(train[1]) or len(test[0]) != len(test[1]):
         raise DataError(f"data: MNIST images and labels in {folder} differ in number; re-download")
     x = np.concatenate([train[0], test[0]]) / np.float32(255)
     y = np.concatenate([train[1], test[1]])
-    return Source(x, y, ordered=True, n_test=len(test[0]), origin=str(folder))
+    return Source(x, y, ordered=True, n_test=len(test[0]), origin=str(folder), levels=256)

@@ -29,9 +29,12 @@ class LinearGaussianTruth:
 
 @dataclass
 class Source:
-    """Raw data before checks: x (N, D) or (N, H, W), labels (N,), fixed test rows at the end.
+    """Raw data before checks: x (N, D), (N, H, W) or (N, C, H, W), labels (N,), fixed test
+    rows at the end.
 
     ``origin`` says where the arrays came from (a file or folder); data errors name it.
+    ``levels`` is the number of equally spaced values in [0, 1] the pixels take (256 for
+    8-bit images stored as k / 255, 17 for the digits' k / 16), None for continuous data.
     """
 
     x: np.ndarray
@@ -40,6 +43,7 @@ class Source:
     n_test: int | None = None
     truth: LinearGaussianTruth | None = None
     origin: str = ""
+    levels: int | None = None
 
 
 def one_line(text: object) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.colors import to_hex
+from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -49,6 +49,8 @@ __all__ = [
     "VALIDATION_COLOR",
     "as_array",
     "as_images",
+    "as_rgb",
+    "image_hw",
     "image_range",
     "label_color",
     "mosaic",
@@ -168,21 +170,36 @@ def image_range(*arrays: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def as_images(x: np.ndarray, image_shape: tuple[int, int], name: str) -> np.ndarray:
-    """Rows of ``x`` (n, H * W) as images (n, H, W)."""
-    height, width = image_shape
-    if x.shape[-1] != height * width:
+def image_hw(image_shape: Sequence[int]) -> tuple[int, int]:
+    """(H, W) of an image shape ``(C, H, W)`` or ``(H, W)``."""
+    return int(image_shape[-2]), int(image_shape[-1])
+
+
+def as_images(x: np.ndarray, image_shape: Sequence[int], name: str) -> np.ndarray:
+    """Rows of ``x`` (..., C * H * W), channel-major, as images: (..., H, W) for one
+    channel, (..., H, W, C) for several (channels last, as matplotlib draws them).
+
+    ``image_shape`` is ``(C, H, W)``, or ``(H, W)`` for one channel.
+    """
+    channels = int(image_shape[0]) if len(image_shape) == 3 else 1
+    height, width = image_hw(image_shape)
+    if x.shape[-1] != channels * height * width:
         raise ValueError(
             f"{name} has {x.shape[-1]} values per row but image_shape {tuple(image_shape)} "
-            f"needs {height * width}"
+            f"needs {channels * height * width}"
         )
-    return x.reshape(*x.shape[:-1], height, width)
+    if channels == 1:
+        return x.reshape(*x.shape[:-1], height, width)
+    images = x.reshape(*x.shape[:-1], channels, height, width)
+    return np.moveaxis(images, -3, -1)
 
 
 def mosaic(images: np.ndarray, rows: int, cols: int, pad: int = _PAD) -> np.ndarray:
-    """Tile images (n, H, W), n <= rows * cols, row by row into one array; gutters are NaN."""
-    n, height, width = images.shape
-    out = np.full((rows * (height + pad) - pad, cols * (width + pad) - pad), np.nan)
+    """Tile images (n, H, W) or (n, H, W, C), n <= rows * cols, row by row into one array;
+    gutters are NaN."""
+    n, height, width = images.shape[:3]
+    tail = images.shape[3:]
+    out = np.full((rows * (height + pad) - pad, cols * (width + pad) - pad, *tail), np.nan)
     for k in range(n):
         r, c = divmod(k, cols)
         top, left = r * (height + pad), c * (width + pad)
@@ -190,17 +207,31 @@ def mosaic(images: np.ndarray, rows: int, cols: int, pad: int = _PAD) -> np.ndar
     return out
 
 
+def as_rgb(tiled: np.ndarray, vrange: tuple[float, float]) -> np.ndarray:
+    """A tiled colour image (H', W', C) scaled from ``vrange`` to [0, 1] and clipped, NaN
+    gutters in the pad colour; one or two channels are shown as grey."""
+    lo, hi = vrange
+    scaled = np.clip((tiled - lo) / ((hi - lo) or 1.0), 0.0, 1.0)
+    if scaled.shape[-1] != 3:
+        scaled = np.repeat(scaled.mean(-1, keepdims=True), 3, axis=-1)
+    return np.where(np.isnan(scaled), np.array(to_rgb(_PAD_COLOR)), scaled)
+
+
 def show_image(ax: Axes, tiled: np.ndarray, vrange: tuple[float, float], **kwargs) -> None:
-    """Draw a tiled image in grey scale, NaN gutters in the pad colour, with no ticks."""
-    cmap = colormaps[IMAGE_CMAP].with_extremes(bad=_PAD_COLOR)
-    ax.imshow(
-        np.ma.masked_invalid(tiled),
-        cmap=cmap,
-        vmin=vrange[0],
-        vmax=vrange[1],
-        interpolation="nearest",
-        **kwargs,
-    )
+    """Draw a tiled image (grey scale, or colour when it has a channel axis), NaN gutters
+    in the pad colour, with no ticks."""
+    if tiled.ndim == 3:
+        ax.imshow(as_rgb(tiled, vrange), interpolation="nearest", **kwargs)
+    else:
+        cmap = colormaps[IMAGE_CMAP].with_extremes(bad=_PAD_COLOR)
+        ax.imshow(
+            np.ma.masked_invalid(tiled),
+            cmap=cmap,
+            vmin=vrange[0],
+            vmax=vrange[1],
+            interpolation="nearest",
+            **kwargs,
+        )
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -286,14 +317,14 @@ def plot_training_curves(
 # -------------------------------------------------------------- reconstructions
 
 
-def plot_reconstructions(x, x_hat, image_shape: tuple[int, int] | None, path) -> Path:
+def plot_reconstructions(x, x_hat, image_shape: Sequence[int] | None, path) -> Path:
     """Inputs next to their reconstructions.
 
     Parameters
     ----------
     x, x_hat : Tensor or array, shape (n, D), n >= 1
         Inputs and their reconstructions (e.g. means of p(x | z) at the posterior mean).
-    image_shape : (H, W) or None
+    image_shape : (C, H, W), (H, W) or None
         With a shape (H * W == D), the first 20 examples are drawn as images:
         an "input" row above a "reconstruction" row, ten per row (two pairs of
         rows for n > 10). Without one, the first 8 examples are drawn as small
@@ -374,7 +405,7 @@ def _reconstruction_panels(fig: Figure, x: np.ndarray, x_hat: np.ndarray, total:
 
 def plot_samples(
     samples,
-    image_shape: tuple[int, int] | None,
+    image_shape: Sequence[int] | None,
     path,
     data=None,
     title: str = "Samples from the prior (means of p(x|z), z ~ N(0, I))",
@@ -385,7 +416,7 @@ def plot_samples(
     ----------
     samples : Tensor or array, shape (n, D), n >= 1
         Decoded samples, e.g. means of p(x | z) with z ~ N(0, I).
-    image_shape : (H, W) or None
+    image_shape : (C, H, W), (H, W) or None
         With a shape, the samples are drawn as a square-ish grid of images.
         Without one, the first two coordinates of the samples are scattered over
         those of ``data`` (grey); for D == 1, overlaid histograms.
@@ -545,7 +576,7 @@ def _latent_1d(ax: Axes, z: np.ndarray, labels: np.ndarray | None) -> None:
 # ---------------------------------------------------------------------- manifold
 
 
-def plot_manifold(decoded, grid, image_shape: tuple[int, int] | None, path) -> Path:
+def plot_manifold(decoded, grid, image_shape: Sequence[int] | None, path) -> Path:
     """Decoded outputs over a regular grid of a 2-D latent space.
 
     Parameters
@@ -556,7 +587,7 @@ def plot_manifold(decoded, grid, image_shape: tuple[int, int] | None, path) -> P
         The latent points, a regular rows x cols grid in any order (e.g. from
         normal quantiles; the spacing need not be even). Rows are arranged with
         z2 decreasing downwards and z1 increasing to the right.
-    image_shape : (H, W) or None
+    image_shape : (C, H, W), (H, W) or None
         With a shape, the decoded images are tiled edge to edge and the axes
         are labelled with the z1 / z2 value at tile centres. Without one, a
         heatmap of the first decoded coordinate over the grid, with a colourbar.
@@ -595,7 +626,7 @@ def plot_manifold(decoded, grid, image_shape: tuple[int, int] | None, path) -> P
 
 def _manifold_images(ax: Axes, images: np.ndarray, z1: np.ndarray, z2: np.ndarray) -> None:
     rows, cols = len(z2), len(z1)
-    _, height, width = images.shape
+    height, width = images.shape[1:3]
     show_image(ax, mosaic(images, rows, cols, pad=1), image_range(images))
     ax.set_xticks(*_tile_ticks(z1, width + 1))
     ax.set_yticks(*_tile_ticks(z2, height + 1))
@@ -623,7 +654,7 @@ def _manifold_heatmap(
 
 
 def plot_interpolation(
-    frames, image_shape: tuple[int, int] | None, path, code_name: str = "posterior means"
+    frames, image_shape: Sequence[int] | None, path, code_name: str = "posterior means"
 ) -> Path:
     """Decoded straight-line interpolations in latent space.
 
@@ -633,7 +664,7 @@ def plot_interpolation(
         For each pair of inputs, the decoded points along the straight line
         between their posterior means; ``frames[:, 0]`` decodes the start and
         ``frames[:, -1]`` the end.
-    image_shape : (H, W) or None
+    image_shape : (C, H, W), (H, W) or None
         With a shape, one row of images per pair, start on the left. Without
         one, one path per pair through the first two coordinates (for D == 1,
         the coordinate against the step).
@@ -654,8 +685,8 @@ def plot_interpolation(
     ax = fig.subplots()
     if image_shape is not None:
         images = as_images(frames, image_shape, "frames")
-        height, width = image_shape
-        tiled = mosaic(images.reshape(pairs * steps, height, width), pairs, steps)
+        height, width = image_hw(image_shape)
+        tiled = mosaic(images.reshape(pairs * steps, *images.shape[2:]), pairs, steps)
         show_image(ax, tiled, image_range(images))
         ends = [0] if steps == 1 else [0, steps - 1]
         ax.set_xticks(

@@ -7,6 +7,7 @@ writes one PNG; what to draw is computed in :mod:`pyrovae.report.run_report`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from pyrovae.report.figures import (
     DPI,
     as_array,
     as_images,
+    image_hw,
     image_range,
     label_color,
     mosaic,
@@ -49,14 +51,14 @@ def _label_rows(ax, names: list[str], height: int) -> None:
     ax.tick_params(length=0)
 
 
-def plot_class_samples(samples, image_shape: tuple[int, int] | None, path) -> Path:
+def plot_class_samples(samples, image_shape: Sequence[int] | None, path) -> Path:
     """One row of samples per class.
 
     Parameters
     ----------
     samples : Tensor or array, shape (C, n, D)
         Means of p(x | z, y = c) for n draws of z in row c.
-    image_shape : (H, W) or None
+    image_shape : (C, H, W), (H, W) or None
         Without a shape, the first two coordinates are scattered, coloured by class
         (one coordinate: against the draw's index).
     path : str or Path
@@ -74,7 +76,7 @@ def plot_class_samples(samples, image_shape: tuple[int, int] | None, path) -> Pa
         fig = _grid_figure(classes, n)
         ax = fig.subplots()
         show_image(ax, mosaic(images, classes, n), image_range(images))
-        _label_rows(ax, [f"y = {c}" for c in range(classes)], image_shape[0])
+        _label_rows(ax, [f"y = {c}" for c in range(classes)], image_hw(image_shape)[0])
     else:
         fig = Figure(figsize=(5.5, 4.5), dpi=DPI, layout="constrained")
         ax = fig.subplots()
@@ -89,7 +91,7 @@ def plot_class_samples(samples, image_shape: tuple[int, int] | None, path) -> Pa
     return save_figure(fig, path)
 
 
-def plot_class_transfer(inputs, decoded, image_shape: tuple[int, int], path) -> Path:
+def plot_class_transfer(inputs, decoded, image_shape: Sequence[int], path) -> Path:
     """Each test input beside its code decoded under every class.
 
     Parameters
@@ -97,7 +99,7 @@ def plot_class_transfer(inputs, decoded, image_shape: tuple[int, int], path) -> 
     inputs : Tensor or array, shape (n, D)
     decoded : Tensor or array, shape (n, C, D)
         Row i, column c: E[x | z = mu_phi(x_i, y_i), y = c].
-    image_shape : (H, W)
+    image_shape : (C, H, W) or (H, W)
     path : str or Path
     """
     x = as_array(inputs, "inputs", 2)
@@ -110,7 +112,7 @@ def plot_class_transfer(inputs, decoded, image_shape: tuple[int, int], path) -> 
     fig = _grid_figure(n, classes + 1)
     ax = fig.subplots()
     show_image(ax, mosaic(images, n, classes + 1), image_range(images))
-    width = image_shape[1]
+    width = image_hw(image_shape)[1]
     ax.set_xticks(
         [k * (width + 1) + (width - 1) / 2 for k in range(classes + 1)],
         ["input"] + [str(c) for c in range(classes)],

@@ -17,6 +17,7 @@ from matplotlib import colormaps
 from pyrovae.report.figures import (
     as_array,
     as_images,
+    image_hw,
     image_range,
     mosaic,
     new_figure,
@@ -61,7 +62,7 @@ def _row_labels(ax, labels: Sequence[str], height: int) -> None:
     ax.tick_params(length=0)
 
 
-def plot_max_activation(inputs, image_shape: tuple[int, int], path) -> Path:
+def plot_max_activation(inputs, image_shape: Sequence[int], path) -> Path:
     """The norm-1 inputs that maximally activate each unit, as an image grid.
 
     Parameters
@@ -69,7 +70,7 @@ def plot_max_activation(inputs, image_shape: tuple[int, int], path) -> Path:
     inputs : Tensor or array, shape (U, D), U >= 1
         Row i is W_i / ||W_i|| (:func:`pyrovae.evaluate.units.max_activation_inputs`);
         the first :data:`MAX_UNITS` are drawn, on one symmetric colour scale.
-    image_shape : (H, W)
+    image_shape : (C, H, W) or (H, W)
         H * W == D.
     path : str or Path
         PNG to write; ``SIZES["max_activation"]``.
@@ -98,14 +99,14 @@ def plot_max_activation(inputs, image_shape: tuple[int, int], path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_denoising(clean, corrupted, reconstructed, image_shape: tuple[int, int], path) -> Path:
+def plot_denoising(clean, corrupted, reconstructed, image_shape: Sequence[int], path) -> Path:
     """Clean inputs, their corrupted copies and the reconstructions from the corrupted copies.
 
     Parameters
     ----------
     clean, corrupted, reconstructed : Tensor or array, shape (n, D), n >= 1
         The first 10 of each are drawn, one row each.
-    image_shape : (H, W)
+    image_shape : (C, H, W) or (H, W)
     path : str or Path
         PNG to write; ``SIZES["denoising"]``.
     """
@@ -118,13 +119,14 @@ def plot_denoising(clean, corrupted, reconstructed, image_shape: tuple[int, int]
     fig = new_figure("denoising")
     ax = fig.subplots()
     show_image(ax, mosaic(images, 3, n), image_range(images))
-    _row_labels(ax, ["clean", "corrupted", "reconstructed\nfrom corrupted"], image_shape[0])
+    labels = ["clean", "corrupted", "reconstructed\nfrom corrupted"]
+    _row_labels(ax, labels, image_hw(image_shape)[0])
     ax.set_title("Reconstructing clean test inputs from corrupted copies", fontsize=13)
     return save_figure(fig, path)
 
 
 def plot_family_rows(
-    rows: Mapping[str, object], image_shape: tuple[int, int], path, name: str, title: str
+    rows: Mapping[str, object], image_shape: Sequence[int], path, name: str, title: str
 ) -> Path:
     """One row of images per model kind, on one shared grey scale.
 
@@ -133,7 +135,7 @@ def plot_family_rows(
     rows : mapping of kind -> Tensor or array, shape (n, D)
         The same n for every kind (e.g. decoded samples, or the frames of one
         interpolation).
-    image_shape : (H, W)
+    image_shape : (C, H, W) or (H, W)
     path : str or Path
     name : str
         ``"family_samples"`` or ``"family_interpolation"`` (sets the figure size).
@@ -147,7 +149,7 @@ def plot_family_rows(
     fig = new_figure(name)
     ax = fig.subplots()
     show_image(ax, mosaic(images, len(arrays), n), image_range(images))
-    _row_labels(ax, list(rows), image_shape[0])
+    _row_labels(ax, list(rows), image_hw(image_shape)[0])
     ax.set_title(title, fontsize=13)
     return save_figure(fig, path)
 

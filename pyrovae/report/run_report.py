@@ -270,7 +270,7 @@ def _label_model_figures(
 def _unit_figures(
     model: LatentModel,
     x: torch.Tensor,
-    shape: tuple[int, int],
+    shape: tuple[int, int, int],
     folder: Path,
     generator: torch.Generator,
 ) -> dict[str, Path]:

@@ -25,6 +25,7 @@ before training starts.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ class TensorBoardLog:
         }
         for tag, rows in pictures.items():
             grid = _grid(rows, self._image_shape)
-            self._writer.add_image(tag, grid, step, dataformats="HW")
+            self._writer.add_image(tag, grid, step, dataformats="HWC" if grid.ndim == 3 else "HW")
 
     def close(self) -> None:
         """Flush and close the event file."""
@@ -151,9 +152,9 @@ def _last_lr(optimizer_state: dict[str, Any]) -> float:
     return float(optimizer_state["param_groups"][0]["lr"])
 
 
-def _grid(rows: torch.Tensor, image_shape: tuple[int, int]) -> np.ndarray:
-    """Rows ``(n, H * W)`` tiled in two rows of images, in [0, 1] (the data's own range
-    mapped there), gutters white: ``(H', W')`` float32."""
+def _grid(rows: torch.Tensor, image_shape: Sequence[int]) -> np.ndarray:
+    """Rows ``(n, C * H * W)`` tiled in two rows of images, in [0, 1] (the data's own range
+    mapped there), gutters white: ``(H', W')``, or ``(H', W', C)`` for colour, float32."""
     values = rows.detach().to("cpu", torch.float64).numpy()
     images = as_images(values, image_shape, "images")
     tiled = mosaic(images, 2, -(-images.shape[0] // 2))
