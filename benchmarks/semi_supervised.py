@@ -54,7 +54,7 @@ from pyro.infer import TraceEnum_ELBO
 from pyrovae.data import binarize, load_data
 from pyrovae.data.labelled import HIDDEN, hide_labels, split_rows
 from pyrovae.models import M2
-from pyrovae.nets import build_network
+from pyrovae.nets import build_encoder
 from pyrovae.pipeline import build, load_spec_data
 from pyrovae.spec import Spec, load_spec
 from pyrovae.train import fit
@@ -88,7 +88,7 @@ def train_supervised(spec: Spec, x: torch.Tensor, y: torch.Tensor, seed: int) ->
     """The classifier network alone on labelled ``x`` ``(n, D)``, ``y`` ``(n,)``, for the
     spec's budget; returns it and the epochs done."""
     torch.manual_seed(seed)
-    net = build_network(x.shape[1], int(y.max()) + 1, spec.model.encoder)
+    net = build_encoder(x.shape[1], int(y.max()) + 1, spec.model.encoder)
     optimizer = torch.optim.Adam(net.parameters(), lr=spec.train.lr)
     g = torch.Generator().manual_seed(seed)
     batch, start, epochs = spec.train.batch_size, time.perf_counter(), 0

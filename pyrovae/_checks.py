@@ -156,6 +156,20 @@ def scale_or_choice(*options: str) -> Check:
     return check
 
 
+def integer_or_choice(minimum: int, *options: str) -> Check:
+    """An integer >= ``minimum`` or one of a fixed set of names."""
+    listed = " or ".join(repr(o) for o in options)
+
+    def check(value: Any, path: str) -> int | str:
+        if isinstance(value, str) and value in options:
+            return value
+        if _is_int(value) and value >= minimum:
+            return int(value)
+        raise _fail(path, f"an integer >= {minimum} or {listed}", value)
+
+    return check
+
+
 def count_or_fraction(value: Any, path: str) -> int | float:
     """An integer >= 1 (a count) or a float in (0, 1] (a share)."""
     if _is_int(value) and value >= 1:

@@ -18,7 +18,7 @@ which reads the run directory; the local-posterior comparison runs in process 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,6 +36,7 @@ from pyrovae.local.section import local_section
 from pyrovae.models import M2, VAE, LatentModel, build_model
 from pyrovae.posterior.compare import Comparison
 from pyrovae.posterior.files import PosteriorFiles, write_posteriors
+from pyrovae.report.architecture import ARCHITECTURE, describe
 from pyrovae.report.run_report import FIGURES, make_figures, render_report
 from pyrovae.report.tensorboard import TensorBoardLog, require_tensorboard
 from pyrovae.spec import AUTOENCODER_KINDS, LABEL_KINDS, Spec, spec_to_dict
@@ -102,11 +103,13 @@ class TrainOutcome(NamedTuple):
     """Empty in the processes other than the writing one (under torchrun)."""
 
 
-def build(spec: Spec, data_dim: int, classes: int | None = None) -> LatentModel:
+def build(
+    spec: Spec, data_dim: int, classes: int | None = None, image: Sequence[int] | None = None
+) -> LatentModel:
     """The model a spec declares, initialised from ``spec.train.seed``; a label model
-    needs the number of ``classes``."""
+    needs the number of ``classes``, a ``conv`` network the data's ``image`` shape."""
     torch.manual_seed(spec.train.seed)
-    return build_model(spec.model, data_dim, classes, spec.train.classifier_weight)
+    return build_model(spec.model, data_dim, classes, spec.train.classifier_weight, image)
 
 
 def load_spec_data(spec: Spec) -> Dataset:
@@ -192,7 +195,10 @@ def train_model(
         )
         if process.world_size > 1 and resume:  # process 0 read it; the others get a copy
             state = process.gather(state)[0]
-        model = build(spec, data.dim, data.classes)
+        model = build(spec, data.dim, data.classes, data.image_shape)
+        if process.is_writer:
+            text = describe(model, data.dim, data.image_shape, data.levels, data.classes or 0)
+            write_atomic(run_dir / ARCHITECTURE, text.encode())
         board = _tensorboard(spec, run_dir, model, data, state) if process.is_writer else None
 
         def on_epoch_end(new_state: TrainState) -> None:
@@ -242,7 +248,7 @@ def _prepare_training(
                 "another --out"
             )
     data = load_spec_data(spec)
-    check_memory(spec, data.dim, device, data.classes)
+    check_memory(spec, data.dim, device, data.classes, data.image_shape)
     state = _resume_state(spec, run_dir, data.dim) if resume and process.is_writer else None
     if process.is_writer:
         write_spec(run_dir, spec)
@@ -317,7 +323,7 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
     checkpoint = load_checkpoint(run_dir)
     spec = checkpoint.spec
     data = load_spec_data(spec)
-    model = build(spec, checkpoint.data_dim, data.classes)
+    model = build(spec, checkpoint.data_dim, data.classes, data.image_shape)
     model.load_state_dict(checkpoint.state.final_model)
     return TrainedRun(spec, model.eval(), data, checkpoint.state)
 
@@ -468,6 +474,8 @@ def write_run_report(run_dir: Path, spec: Spec) -> Path:
     figures = {n: folder / f"{n}.png" for n in FIGURES if (folder / f"{n}.png").is_file()}
     sections = []
     local = run_dir / LOCAL_DIR
+    if (run_dir / ARCHITECTURE).is_file():
+        sections.append(("Data and networks", (run_dir / ARCHITECTURE).read_text()))
     if (local / "comparison.md").is_file() and (local / "gaps.md").is_file():
         sections.append(("Local posteriors p(z|x)", local_section(local, run_dir)))
     text = render_report(spec, read_metrics(run_dir), figures, run_dir, sections)

@@ -68,7 +68,7 @@ LABEL_KINDS = ("cvae", "m2")
 M2, where y is a latent variable of the examples whose label is hidden."""
 IWAE_OBJECTIVES = ("iwae", "iwae_dreg")
 """Objectives that train the k-sample importance-weighted bound."""
-NETWORK_KINDS = ("mlp",)
+NETWORK_KINDS = ("mlp", "conv")
 """Network kinds, one builder each in :mod:`pyrovae.nets` (a test keeps the two in step)."""
 DATA_SOURCES = ("digits", "mnist", "synthetic", "arrays")
 """Data sources, one loader each in :mod:`pyrovae.data` (a test keeps the two in step)."""
@@ -131,11 +131,37 @@ class DataSpec:
 @dataclass(frozen=True)
 class NetworkSpec:
     """A network: its kind (the builder in :mod:`pyrovae.nets`), hidden layer sizes
-    (empty for a linear map) and activation."""
+    (empty for a linear map) and activation; a ``conv`` network also has its convolutions'
+    channels, kernel, stride, padding and normalisation, and ``hidden`` is then its MLP
+    head's."""
 
-    kind: str = _field("mlp", c.choice(*NETWORK_KINDS), "network kind (builder in pyrovae.nets)")
-    hidden: tuple[int, ...] = _field((256, 128), c.positive_int_tuple, "hidden sizes")
+    kind: str = _field(
+        "mlp",
+        c.choice(*NETWORK_KINDS),
+        "mlp (flattens the data) or conv (convolutions on the images' (C, H, W), then an "
+        "MLP head; a decoder mirrors it with transposed convolutions)",
+    )
+    hidden: tuple[int, ...] = _field(
+        (256, 128), c.positive_int_tuple, "hidden sizes (of a conv network's MLP head)"
+    )
     activation: str = _field("softplus", c.choice(*ACTIVATIONS), "activation function")
+    channels: tuple[int, ...] = _field(
+        (32, 64),
+        c.positive_int_tuple,
+        "conv: channels of each convolution, from the image inward for an encoder and from "
+        "the feature map outward for a decoder (the decoder's default mirrors the encoder's)",
+    )
+    kernel: int = _field(4, c.integer(1), "conv: kernel size of every convolution")
+    stride: int = _field(2, c.integer(1), "conv: stride of every convolution")
+    padding: int | str = _field(
+        "auto", c.integer_or_choice(0, "auto"), "conv: padding; auto: (kernel - 1) // 2"
+    )
+    norm: str = _field(
+        "none",
+        c.choice("none", "group"),
+        "conv: normalisation after each hidden convolution: none, or group (GroupNorm with "
+        "up to 8 groups)",
+    )
 
 
 @dataclass(frozen=True)
@@ -206,7 +232,9 @@ class ModelSpec:
     )
     latent_dim: int = _field(2, c.integer(1), "dimension of z")
     encoder: NetworkSpec = field(default_factory=NetworkSpec)
-    decoder: NetworkSpec = field(default_factory=lambda: NetworkSpec(hidden=(128, 256)))
+    decoder: NetworkSpec = field(
+        default_factory=lambda: NetworkSpec(hidden=(128, 256), channels=(64, 32))
+    )
     likelihood: LikelihoodSpec = field(default_factory=LikelihoodSpec)
     prior: PriorSpec = field(default_factory=PriorSpec)
     guide: GuideSpec = field(default_factory=GuideSpec)
@@ -390,10 +418,37 @@ def _check_consistency(spec: Spec) -> None:
             "model.likelihood.scale",
             f"only gaussian and laplace likelihoods have a scale, not '{m.likelihood.name}'",
         )
+    _check_networks(m)
     if m.kind in AUTOENCODER_KINDS:
         _check_autoencoder(spec)
     _check_labels(spec)
     _check_prior(spec)
+
+
+_CONV_FIELDS = ("channels", "kernel", "stride", "padding", "norm")
+
+
+def _check_networks(m: ModelSpec) -> None:
+    """Convolution settings only on conv networks, and at least one convolution there."""
+    defaults = ModelSpec()
+    for role, net, default in (
+        ("encoder", m.encoder, defaults.encoder),
+        ("decoder", m.decoder, defaults.decoder),
+    ):
+        if net.kind == "conv" and not net.channels:
+            raise SpecError(
+                f"model.{role}.channels",
+                "a conv network needs at least one convolution; give e.g. [32, 64] or use "
+                "kind = 'mlp'",
+            )
+        if net.kind != "conv":
+            for name in _CONV_FIELDS:
+                if getattr(net, name) != getattr(default, name):
+                    raise SpecError(
+                        f"model.{role}.{name}",
+                        f"only a conv network has {name}; set model.{role}.kind = 'conv' or "
+                        "leave it out",
+                    )
 
 
 def keeps_every_label(labelled: int | float) -> bool:
@@ -497,6 +552,15 @@ def _check_autoencoder(spec: Spec) -> None:
 
 
 def _check_tied(m: ModelSpec) -> None:
+    e, d = m.encoder, m.decoder
+    if d.kind != e.kind:
+        raise SpecError(
+            "model.decoder.kind",
+            f"a tied_ae's decoder is its encoder transposed, so it is also '{e.kind}'; "
+            f"got '{d.kind}'",
+        )
+    if e.kind == "conv":
+        _check_tied_conv(e, d)
     mirror = tuple(reversed(m.encoder.hidden))
     if m.decoder.hidden != mirror:
         raise SpecError(
@@ -516,6 +580,29 @@ def _check_tied(m: ModelSpec) -> None:
             "a tied_ae's decoder emits one number per pixel (the transposed first layer), "
             "so it cannot also predict scales; use 'learned' or a number",
         )
+
+
+def _check_tied_conv(e: NetworkSpec, d: NetworkSpec) -> None:
+    """A tied conv decoder runs the encoder's kernels backwards: the same geometry."""
+    mirror = tuple(reversed(e.channels))
+    if d.channels != mirror:
+        raise SpecError(
+            "model.decoder.channels",
+            f"a tied_ae's transposed convolutions are the encoder's, so its channels are "
+            f"the encoder's reversed: {list(mirror)}; got {list(d.channels)}",
+        )
+    if e.norm != "none":
+        raise SpecError(
+            "model.encoder.norm",
+            "a tied_ae shares only its kernels, not normalisation layers; use norm = 'none'",
+        )
+    for name in ("kernel", "stride", "padding", "norm"):
+        if getattr(d, name) != getattr(e, name):
+            raise SpecError(
+                f"model.decoder.{name}",
+                f"a tied_ae's decoder uses the encoder's kernels, so its {name} is the "
+                f"encoder's {getattr(e, name)!r}; got {getattr(d, name)!r}",
+            )
 
 
 def load_spec(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Spec:

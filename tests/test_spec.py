@@ -264,7 +264,7 @@ def test_partial_decoder_keeps_decoder_default(tmp_path: Path, how: str):
         spec = load_spec(None, ["model.decoder.activation=relu"])
     else:
         spec = load_spec(write(tmp_path, '[model.decoder]\nactivation = "relu"\n'))
-    assert spec.model.decoder == NetworkSpec(hidden=(128, 256), activation="relu")
+    assert spec.model.decoder == NetworkSpec(hidden=(128, 256), channels=(64, 32), activation="relu")
 
 
 def test_valid_cross_field_combinations():

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import TypeVar
 
 from pyrovae.models.autoencoders import Autoencoder
@@ -25,7 +26,11 @@ _Model = TypeVar("_Model", bound=LatentModel)
 
 
 def build_model(
-    spec: ModelSpec, data_dim: int, classes: int | None = None, classifier_weight: float = 0.1
+    spec: ModelSpec,
+    data_dim: int,
+    classes: int | None = None,
+    classifier_weight: float = 0.1,
+    image: Sequence[int] | None = None,
 ) -> LatentModel:
     """The model ``spec.kind`` declares, for ``data_dim`` values per example.
 
@@ -38,16 +43,19 @@ def build_model(
         C, for the label models (``cvae``, ``m2``).
     classifier_weight : float
         M2's alpha / N (``train.classifier_weight``).
+    image : (C, H, W), optional
+        The shape of each example when the data are images (C * H * W == D); a ``conv``
+        network needs it.
     """
     if spec.kind in LABEL_KINDS:
         if classes is None:
             raise ValueError(f"model.kind = {spec.kind!r} needs the number of classes")
         if spec.kind == "cvae":
-            return CVAE(spec, data_dim, classes)
-        return M2(spec, data_dim, classes, classifier_weight)
+            return CVAE(spec, data_dim, classes, image)
+        return M2(spec, data_dim, classes, classifier_weight, image)
     if spec.kind == "vae":
-        return VAE(spec, data_dim)
-    return Autoencoder(spec, data_dim)
+        return VAE(spec, data_dim, image=image)
+    return Autoencoder(spec, data_dim, image)
 
 
 def frozen(vae: _Model) -> _Model:

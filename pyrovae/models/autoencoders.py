@@ -34,6 +34,7 @@ The kinds differ in one place each:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 import pyro
@@ -46,7 +47,8 @@ from torch.nn import functional as F
 
 from pyrovae.models.likelihoods import Likelihood
 from pyrovae.models.vae import data_plate
-from pyrovae.nets import ACTIVATIONS, build_network
+from pyrovae.nets import ACTIVATIONS, build_decoder, build_encoder
+from pyrovae.nets.conv import ConvEncoder, TiedConvDecoder
 from pyrovae.spec import AUTOENCODER_KINDS, AutoencoderSpec, ModelSpec
 
 __all__ = ["SPARSITY_EPS", "Autoencoder", "TiedDecoder", "corrupt", "sparsity_penalty"]
@@ -114,6 +116,14 @@ class TiedDecoder(nn.Module):
         return h
 
 
+def _tied_decoder(encoder: nn.Module, activation: str) -> nn.Module:
+    """The encoder transposed: :class:`TiedConvDecoder` for a conv encoder,
+    :class:`TiedDecoder` for an MLP."""
+    if isinstance(encoder, ConvEncoder):
+        return TiedConvDecoder(encoder, activation)
+    return TiedDecoder(cast(nn.Sequential, encoder), activation)
+
+
 class Autoencoder(PyroModule):
     """An autoencoder of ``spec.kind`` (ae, tied_ae, denoising_ae, sparse_ae).
 
@@ -124,6 +134,8 @@ class Autoencoder(PyroModule):
         likelihood (the reconstruction loss) and ``spec.autoencoder`` settings.
     data_dim : int
         D, the number of values per example.
+    image : (C, H, W), optional
+        The examples' image shape (C * H * W == D), for ``conv`` networks.
 
     Notes
     -----
@@ -141,7 +153,7 @@ class Autoencoder(PyroModule):
         """The data values of a batch: the rows themselves ``(B, D)``."""
         return rows
 
-    def __init__(self, spec: ModelSpec, data_dim: int) -> None:
+    def __init__(self, spec: ModelSpec, data_dim: int, image: Sequence[int] | None = None) -> None:
         super().__init__()
         if spec.kind not in AUTOENCODER_KINDS:
             raise ValueError(f"not an autoencoder kind: {spec.kind!r}")
@@ -150,14 +162,14 @@ class Autoencoder(PyroModule):
         self.data_dim = data_dim
         self.latent_dim = spec.latent_dim
         self.prior_scale = 1.0
-        self.encoder = build_network(data_dim, spec.latent_dim, spec.encoder)
+        self.image_shape = None if image is None else tuple(int(v) for v in image)
+        self.encoder = build_encoder(data_dim, spec.latent_dim, spec.encoder, image)
         self.likelihood = Likelihood(spec.likelihood)
         if self.kind == "tied_ae":
-            encoder = cast(nn.Sequential, self.encoder)  # an mlp: the only kind of network
-            self.decoder: nn.Module = TiedDecoder(encoder, spec.encoder.activation)
+            self.decoder: nn.Module = _tied_decoder(self.encoder, spec.encoder.activation)
         else:
-            self.decoder = build_network(
-                spec.latent_dim, self.likelihood.outputs_per_pixel * data_dim, spec.decoder
+            self.decoder = build_decoder(
+                spec.latent_dim, self.likelihood.outputs_per_pixel * data_dim, spec.decoder, image
             )
 
     # ----------------------------------------------------------- networks

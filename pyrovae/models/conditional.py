@@ -13,6 +13,8 @@ changes the class: :meth:`CVAE.decode` takes the classes to decode under.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyro.distributions as dist
 import torch
 from torch.nn.functional import one_hot, softplus
@@ -43,8 +45,10 @@ class CVAE(VAE):
         C, the number of classes.
     """
 
-    def __init__(self, spec: ModelSpec, data_dim: int, classes: int) -> None:
-        super().__init__(spec, data_dim, condition_dim=classes)
+    def __init__(
+        self, spec: ModelSpec, data_dim: int, classes: int, image: Sequence[int] | None = None
+    ) -> None:
+        super().__init__(spec, data_dim, condition_dim=classes, image=image)
         self.classes = classes
 
     # ----------------------------------------------------------- rows and classes

@@ -25,7 +25,7 @@ batch holds; :class:`~pyrovae.train.batches.MixedBatches` gives every batch the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import NamedTuple
 
@@ -36,7 +36,7 @@ import torch
 from pyrovae.data.labelled import HIDDEN, split_rows
 from pyrovae.models.conditional import CVAE
 from pyrovae.models.vae import data_plate
-from pyrovae.nets import build_network
+from pyrovae.nets import build_encoder
 from pyrovae.spec import ModelSpec
 
 __all__ = ["M2"]
@@ -76,10 +76,15 @@ class M2(CVAE):
     discrete_latents = True
 
     def __init__(
-        self, spec: ModelSpec, data_dim: int, classes: int, classifier_weight: float = 0.1
+        self,
+        spec: ModelSpec,
+        data_dim: int,
+        classes: int,
+        classifier_weight: float = 0.1,
+        image: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(spec, data_dim, classes)
-        self.classifier = build_network(data_dim, classes, spec.encoder)
+        super().__init__(spec, data_dim, classes, image)
+        self.classifier = build_encoder(data_dim, classes, spec.encoder, image)
         self.classifier_weight = classifier_weight
         self.register_buffer("labelled_total", torch.zeros((), dtype=torch.long))
         self.register_buffer("alpha", torch.zeros(()))

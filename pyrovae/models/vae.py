@@ -17,6 +17,7 @@ training examples before training starts.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import cast
 
 import pyro
@@ -28,7 +29,7 @@ from torch.nn.functional import softplus
 
 from pyrovae.models.likelihoods import MIN_SCALE, Likelihood
 from pyrovae.models.priors import GaussianMixture
-from pyrovae.nets import build_network
+from pyrovae.nets import build_decoder, build_encoder
 from pyrovae.spec import UNIT_INTERVAL_LIKELIHOODS, ModelSpec
 
 __all__ = ["VAE", "data_plate"]
@@ -54,6 +55,8 @@ class VAE(PyroModule):
         D, the number of values per example (pixels).
     condition_dim : int
         Extra inputs of both networks (a label model's one-hot class); 0 for the VAE.
+    image : (C, H, W), optional
+        The examples' image shape (C * H * W == D), for ``conv`` networks.
 
     Notes
     -----
@@ -67,17 +70,27 @@ class VAE(PyroModule):
     """Whether the model has discrete latent sites that the objective sums out
     (:class:`~pyrovae.models.m2.M2`)."""
 
-    def __init__(self, spec: ModelSpec, data_dim: int, condition_dim: int = 0) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        data_dim: int,
+        condition_dim: int = 0,
+        image: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.data_dim = data_dim
         self.latent_dim = spec.latent_dim
-        self.encoder = build_network(data_dim + condition_dim, 2 * spec.latent_dim, spec.encoder)
+        self.image_shape = None if image is None else tuple(int(v) for v in image)
+        self.encoder = build_encoder(
+            data_dim + condition_dim, 2 * spec.latent_dim, spec.encoder, image
+        )
         self.likelihood = Likelihood(spec.likelihood)
-        self.decoder = build_network(
+        self.decoder = build_decoder(
             spec.latent_dim + condition_dim,
             self.likelihood.outputs_per_pixel * data_dim,
             spec.decoder,
+            image,
         )
         self.prior_scale = spec.prior.scale
         if spec.prior.name == "vamp":

@@ -79,6 +79,7 @@ SIZES: dict[str, tuple[float, float]] = {
     "interpolation": (10, 6),
     "kl_per_dimension": (8, 4.5),
     "max_activation": (8, 8.5),
+    "conv_filters": (7, 9),
     "denoising": (10, 4),
     "family_samples": (10, 5),
     "family_interpolation": (10, 5),

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib import colormaps
 
 from pyrovae.report.figures import (
+    IMAGE_CMAP,
     as_array,
     as_images,
     image_hw,
@@ -29,6 +30,7 @@ __all__ = [
     "DISTANCE_BARS",
     "ENERGY_BARS",
     "MAX_UNITS",
+    "plot_conv_filters",
     "plot_denoising",
     "plot_family_distances",
     "plot_family_rows",
@@ -97,6 +99,70 @@ def plot_max_activation(inputs, image_shape: Sequence[int], path) -> Path:
         fontsize=12,
     )
     return save_figure(fig, path)
+
+
+def plot_conv_filters(filters, patches, path) -> Path:
+    """A conv encoder's first-layer filters, each beside the data patches that excite it
+    most, one row per filter.
+
+    Parameters
+    ----------
+    filters : Tensor or array, shape (F, C, k, k)
+        The first :data:`MAX_FILTERS` are drawn: one channel on a symmetric diverging
+        scale (red positive, blue negative), colour ones (C = 3) each stretched to [0, 1].
+    patches : Tensor or array, shape (F, top, C, k, k)
+        :attr:`~pyrovae.evaluate.units.FilterPatches.patches`, largest activation first,
+        drawn on the data's shared scale.
+    path : str or Path
+        PNG to write; ``SIZES["conv_filters"]``.
+    """
+    w = as_array(filters, "filters", 4)[:MAX_FILTERS]
+    p = as_array(patches, "patches", 5)[:MAX_FILTERS]
+    if len(w) == 0 or p.shape[0] != len(w) or p.shape[2:] != w.shape[1:]:
+        raise ValueError(f"conv filters: filters {w.shape} and patches {p.shape} disagree")
+    n, top = p.shape[:2]
+    tiles = np.concatenate([_filter_colours(w)[:, None], _patch_colours(p)], axis=1)
+    fig = new_figure("conv_filters")
+    ax = fig.subplots()
+    size = tiles.shape[2]
+    show_image(ax, mosaic(tiles.reshape(n * (top + 1), *tiles.shape[2:]), n, top + 1), (0, 1))
+    ax.set_xticks(
+        [k * (size + 1) + (size - 1) / 2 for k in range(top + 1)],
+        ["filter", *[str(k + 1) for k in range(top)]],
+    )
+    ax.tick_params(length=0)
+    ax.set_title(
+        f"First-layer convolution filters ({n} of {len(filters)}), each beside the\n"
+        f"{top} data patches that excite it most (1: most)",
+        fontsize=12,
+    )
+    return save_figure(fig, path)
+
+
+MAX_FILTERS = 16
+"""Most filters drawn by :func:`plot_conv_filters`, one row each."""
+
+
+def _filter_colours(w: np.ndarray) -> np.ndarray:
+    """Kernels ``(F, C, k, k)`` as RGB ``(F, k, k, 3)``."""
+    n = len(w)
+    if w.shape[1] == 3:
+        flat = w.reshape(n, -1)
+        lo, hi = flat.min(1)[:, None], flat.max(1)[:, None]
+        scaled = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
+        return as_images(scaled, w.shape[1:], "filters")
+    mean = w.mean(1)
+    limit = float(np.abs(mean).max()) or 1.0
+    return colormaps[FEATURE_CMAP]((mean / limit + 1) / 2)[..., :3]
+
+
+def _patch_colours(p: np.ndarray) -> np.ndarray:
+    """Patches ``(F, top, C, k, k)`` as RGB ``(F, top, k, k, 3)`` on one shared scale."""
+    lo, hi = image_range(p)
+    scaled = np.clip((p - lo) / ((hi - lo) or 1.0), 0.0, 1.0)
+    if p.shape[2] == 3:
+        return np.moveaxis(scaled, 2, -1)
+    return colormaps[IMAGE_CMAP](scaled.mean(2))[..., :3]
 
 
 def plot_denoising(clean, corrupted, reconstructed, image_shape: Sequence[int], path) -> Path:

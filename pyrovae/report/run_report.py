@@ -19,10 +19,11 @@ from pyrovae.data.labelled import split_rows
 from pyrovae.evaluate.labels import classification
 from pyrovae.evaluate.latent_space import fitted_gaussian, interpolation_paths, sample_fitted
 from pyrovae.evaluate.likelihood import Evaluation
-from pyrovae.evaluate.units import max_activation_inputs
+from pyrovae.evaluate.units import conv_filter_patches, max_activation_inputs
 from pyrovae.models import M2, LatentModel, frozen
 from pyrovae.models.autoencoders import corrupt
 from pyrovae.models.conditional import CVAE
+from pyrovae.nets.conv import ConvEncoder
 from pyrovae.report import figures, label_figures, latent_figures
 from pyrovae.report.label_figures import LABEL_FIGURES
 from pyrovae.spec import Spec, spec_to_toml
@@ -53,6 +54,8 @@ FIGURES = {
     "the total KL.",
     "max_activation": "What the encoder's first-layer units detect: the input of norm 1 that "
     "maximally activates each unit (x_j = W_ij / ||W_i||).",
+    "conv_filters": "What the conv encoder's first layer detects: each filter (its kernel) "
+    "beside the test-image patches with the largest pre-activation w . patch + b.",
     "denoising": "Clean test inputs, corrupted copies (the spec's corruption) and their "
     "reconstructions.",
 }
@@ -208,7 +211,7 @@ def make_figures(
             evaluation.kl_per_dimension, evaluation.active, folder / "kl_per_dimension.png"
         )
     if shape is not None:
-        out.update(_unit_figures(model, x, shape, folder, generator))
+        out.update(_unit_figures(model, x, test, shape, folder, generator))
     return out
 
 
@@ -267,22 +270,34 @@ def _label_model_figures(
     return out
 
 
+_FILTER_ROWS = 1000
+"""Test images searched for the patches that excite each conv filter most."""
+
+
 def _unit_figures(
     model: LatentModel,
     x: torch.Tensor,
+    test: torch.Tensor,
     shape: tuple[int, int, int],
     folder: Path,
     generator: torch.Generator,
 ) -> dict[str, Path]:
     noisy = corrupt(x, model.spec.autoencoder, generator)
-    return {
-        "max_activation": latent_figures.plot_max_activation(
-            max_activation_inputs(model), shape, folder / "max_activation.png"
-        ),
+    out = {
         "denoising": latent_figures.plot_denoising(
             x, noisy, model.reconstruct(noisy), shape, folder / "denoising.png"
-        ),
+        )
     }
+    if isinstance(model.encoder, ConvEncoder):
+        found = conv_filter_patches(model, test[:_FILTER_ROWS])
+        out["conv_filters"] = latent_figures.plot_conv_filters(
+            found.filters, found.patches, folder / "conv_filters.png"
+        )
+    else:
+        out["max_activation"] = latent_figures.plot_max_activation(
+            max_activation_inputs(model), shape, folder / "max_activation.png"
+        )
+    return out
 
 
 def _format(value: Any) -> str:

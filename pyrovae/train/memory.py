@@ -12,6 +12,7 @@ their gradients, temporaries), once per importance sample.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -68,12 +69,14 @@ def _activations(network: nn.Module, inputs: torch.Tensor) -> int:
     return total
 
 
-def estimate_memory(spec: Spec, data_dim: int, classes: int | None = None) -> MemoryEstimate:
+def estimate_memory(
+    spec: Spec, data_dim: int, classes: int | None = None, image: Sequence[int] | None = None
+) -> MemoryEstimate:
     """Parameters, activations and training bytes of ``spec``'s model on ``data_dim`` values
     (and ``classes``, for a label model: its networks also take the one-hot class, and M2
     runs them once per class under enumeration)."""
     with torch.device("meta"):
-        model = build_model(spec.model, data_dim, classes, spec.train.classifier_weight)
+        model = build_model(spec.model, data_dim, classes, spec.train.classifier_weight, image)
         parameters = sum(p.numel() for p in model.parameters())
         rows = spec.train.batch_size
         if spec.train.objective in IWAE_OBJECTIVES:
@@ -106,7 +109,11 @@ def available_bytes(device: torch.device) -> int | None:
 
 
 def check_memory(
-    spec: Spec, data_dim: int, device: torch.device, classes: int | None = None
+    spec: Spec,
+    data_dim: int,
+    device: torch.device,
+    classes: int | None = None,
+    image: Sequence[int] | None = None,
 ) -> MemoryEstimate:
     """The estimate, or a one-line :class:`SpecError` when it exceeds the free memory.
 
@@ -115,7 +122,7 @@ def check_memory(
     SpecError
         Naming the model's sizes, the estimate and what the device has free.
     """
-    estimate = estimate_memory(spec, data_dim, classes)
+    estimate = estimate_memory(spec, data_dim, classes, image)
     free = available_bytes(device)
     if free is not None and estimate.bytes > free:
         raise SpecError(
