@@ -143,7 +143,7 @@ def _check_colour(
     not three."""
     if image_shape is None or image_shape[0] == 1 or mode == "none":
         return
-    grey = " or data.color = 'grayscale'" if spec.name in COLOR_SOURCES else ""
+    grey = ", or data.color = 'grayscale'" if spec.name in COLOR_SOURCES else ""
     raise DataError(
         f"{error_prefix(origin)}colour images ({image_shape[0]} channels) cannot be "
         "binarized; use model.likelihood.name = 'continuous_bernoulli', 'gaussian' or "
