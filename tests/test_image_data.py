@@ -331,7 +331,7 @@ def test_cifar_colour_cannot_be_binarized(tmp_path, capsys):
     assert grey.image_shape == (1, 32, 32) and grey.dynamic_binarization
 
 
-def test_cifar_trains_and_evaluates_from_the_cli(tmp_path, capsys):
+def test_cifar_trains_from_the_cli(tmp_path, capsys):
     write_batches(tmp_path / "b", sizes=(6, 6, 4))
     write_archive(tmp_path / "a", tmp_path / "b")
     out = tmp_path / "run"
@@ -446,10 +446,12 @@ def test_image_folder_errors_via_the_cli(tmp_path, capsys):
     ) in error()
     (folder / "b.png").unlink()
     png = (folder / "a.png").read_bytes()
-    (folder / "c.png").write_bytes(png[: len(png) // 2])  # truncated
-    assert f"data: cannot read image {folder / 'c.png'}:" in error()
+    (folder / "c.png").write_bytes(png[:50])  # the header is whole, the pixels cut short
+    assert f"data: cannot read image {folder / 'c.png'}: image file is truncated" in error()
     (folder / "c.png").write_bytes(b"\x89PNG garbage, not an image at all")
-    assert f"data: cannot read image {folder / 'c.png'}: cannot identify image file" in error()
+    message = error()
+    assert f"data: cannot read image {folder / 'c.png'}: cannot identify image file" in message
+    assert message.endswith("; replace the file or delete it\n")
     (folder / "c.png").unlink()
     save(folder / "cls" / "d.png", grey(2))
     assert f"data: {folder} holds both images (a.png, ...) and class folders (cls, ...)" in error()

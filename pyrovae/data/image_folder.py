@@ -90,13 +90,19 @@ def _listing(folder: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...] | No
     return files, tuple(c.name for c in classes)
 
 
+def _unreadable(path: Path, err: BaseException) -> DataError:
+    return DataError(
+        f"data: cannot read image {path}: {one_line(err)}; replace the file or delete it"
+    )
+
+
 def _header(path: Path, label: int) -> _Header:
     """Size and mode from the file's header (Pillow decodes lazily)."""
     try:
         with Image.open(path) as image:
             return _Header(path, label, (image.height, image.width), image.mode)
     except _ERRORS as err:
-        raise DataError(f"data: cannot read image {path}: {one_line(err)}") from None
+        raise _unreadable(path, err) from None
 
 
 def _target_size(headers: list[_Header], image_size: tuple[int, ...]) -> tuple[int, int]:
@@ -124,7 +130,7 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
             converted = converted.resize((size[1], size[0]), Image.Resampling.LANCZOS)
         return np.asarray(converted, dtype=np.uint8)
     except _ERRORS as err:
-        raise DataError(f"data: cannot read image {path}: {one_line(err)}") from None
+        raise _unreadable(path, err) from None
 
 
 def load_image_folder(spec: DataSpec) -> Source:
