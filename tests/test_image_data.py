@@ -452,6 +452,8 @@ def test_image_folder_errors_via_the_cli(tmp_path, capsys):
     message = error()
     assert f"data: cannot read image {folder / 'c.png'}: cannot identify image file" in message
     assert message.endswith("; replace the file or delete it\n")
+    save(folder / "c.png", grey(1).astype(np.uint16) * 257)
+    assert f"data: image {folder / 'c.png'} has mode I;16 (16-bit, 32-bit or float" in error()
     (folder / "c.png").unlink()
     save(folder / "cls" / "d.png", grey(2))
     assert f"data: {folder} holds both images (a.png, ...) and class folders (cls, ...)" in error()

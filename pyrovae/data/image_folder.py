@@ -28,12 +28,16 @@ from pyrovae.data.source import Source, one_line
 from pyrovae.errors import DataError
 from pyrovae.spec import DataSpec
 
-__all__ = ["GREY_MODES", "PROGRESS_FROM", "SUFFIXES", "load_image_folder"]
+__all__ = ["GREY_MODES", "PROGRESS_FROM", "SUFFIXES", "WIDE_MODES", "load_image_folder"]
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 """The file name endings read as images."""
-GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-"""Pillow modes without colour; any other mode (RGB, RGBA, P, CMYK, ...) counts as colour."""
+GREY_MODES = frozenset({"1", "L", "LA", "La"})
+"""Pillow's 8-bit (or 1-bit) modes without colour; any other mode read (RGB, RGBA, P, CMYK,
+...) counts as colour."""
+WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+"""Pillow modes of 16-bit, 32-bit and float pixels, refused: converting them to 8 bits
+clips every value above 255."""
 PROGRESS_FROM = 1000
 """A progress bar is shown when a folder holds more images than this."""
 _ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
@@ -100,9 +104,15 @@ def _header(path: Path, label: int) -> _Header:
     """Size and mode from the file's header (Pillow decodes lazily)."""
     try:
         with Image.open(path) as image:
-            return _Header(path, label, (image.height, image.width), image.mode)
+            header = _Header(path, label, (image.height, image.width), image.mode)
     except _ERRORS as err:
         raise _unreadable(path, err) from None
+    if header.mode in WIDE_MODES:
+        raise DataError(
+            f"data: image {path} has mode {header.mode} (16-bit, 32-bit or float pixels); "
+            "pyrovae reads 8-bit images: save it with 8 bits per channel"
+        )
+    return header
 
 
 def _target_size(headers: list[_Header], image_size: tuple[int, ...]) -> tuple[int, int]:
