@@ -495,3 +495,14 @@ def test_image_folder_run_from_the_cli(tmp_path):
     assert metrics["test_log_likelihood_particles"] == 4
     assert "image_size = [4, 6]" in (out / "spec.toml").read_text()
     assert (out / "report.md").is_file()
+
+
+def test_label_models_need_class_folders(tmp_path, capsys):
+    for i in range(4):
+        save(tmp_path / "f" / f"{i}.png", grey(i))
+    err = cli_error(
+        capsys, tmp_path, "data.name=image_folder", f"data.path={tmp_path / 'f'}",
+        "model.kind=cvae",
+    )  # fmt: skip
+    assert "model.kind: 'cvae' uses class labels, but data.name = 'image_folder' has none" in err
+    assert "an image_folder of class folders" in err
