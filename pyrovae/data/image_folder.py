@@ -147,7 +147,10 @@ def load_image_folder(spec: DataSpec) -> Source:
     """Images ``(N, C, H, W)`` in [0, 1], C = 1 (grey) or 3 (RGB); labels from the class
     folders, or None for a flat folder."""
     folder = Path(spec.path)
-    files, class_names = _listing(folder)
+    try:
+        files, class_names = _listing(folder)
+    except OSError as err:  # a folder that cannot be listed
+        raise DataError(f"data: cannot list {folder}: {one_line(err)}") from None
     headers = [_header(path, label) for path, label in files]
     height, width = _target_size(headers, spec.image_size)
     color = spec.color
