@@ -30,7 +30,10 @@ from pyrovae.errors import SpecError
 
 __all__ = [
     "AUTOENCODER_KINDS",
+    "COLORS",
+    "COLOR_SOURCES",
     "DATA_SOURCES",
+    "DOWNLOADABLE_SOURCES",
     "FAMILY_KINDS",
     "IWAE_OBJECTIVES",
     "KINDS",
@@ -86,6 +89,7 @@ DOWNLOADABLE_SOURCES = ("mnist", "fashion_mnist", "kmnist", "cifar10")
 COLOR_SOURCES = ("cifar10", "image_folder")
 """Sources whose images ``data.color`` converts."""
 COLORS = ("auto", "grayscale", "rgb")
+"""Values of ``data.color``."""
 _PATH_NEEDS = {
     "mnist": "a folder for the IDX files",
     "fashion_mnist": "a folder for the IDX files",
