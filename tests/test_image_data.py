@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import struct
 import tarfile
 import urllib.request
@@ -171,13 +172,39 @@ def batch(n: int, seed: int, override: dict | None = None) -> dict:
     return content
 
 
-def write_batches(folder: Path, protocol: int = 3, sizes=(3, 3, 2)) -> list[dict]:
-    """data_batch_1 .. (all but the last size) and test_batch (the last) in ``folder``."""
+class Python2Pickler(pickle._Pickler):
+    """Pickles as Python 2's cPickle wrote the official batches (protocol 2): every string
+    a byte string (``BINSTRING``), read back as bytes with ``encoding="bytes"``."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_string(self, obj: str | bytes) -> None:
+        raw = obj.encode("latin-1") if isinstance(obj, str) else obj
+        short = len(raw) < 256
+        head = pickle.SHORT_BINSTRING + bytes([len(raw)]) if short else pickle.BINSTRING
+        self.write(head + (b"" if short else struct.pack("<i", len(raw))) + raw)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_string
+    dispatch[str] = save_string
+
+
+def python2_pickle(content: dict) -> bytes:
+    """``content`` as the official files hold it, numpy 1's module name included."""
+    out = io.BytesIO()
+    Python2Pickler(out, protocol=2).dump(content)
+    return out.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def write_batches(folder: Path, protocol: int = 0, sizes=(3, 3, 2)) -> list[dict]:
+    """data_batch_1 .. (all but the last size) and test_batch (the last) in ``folder``,
+    pickled as the official files (``protocol`` 0) or with that pickle protocol."""
     folder.mkdir(parents=True)
     batches = [batch(n, seed) for seed, n in enumerate(sizes)]
     names = [f"data_batch_{i + 1}" for i in range(len(sizes) - 1)] + ["test_batch"]
     for name, content in zip(names, batches, strict=True):
-        (folder / name).write_bytes(pickle.dumps(content, protocol=protocol))
+        raw = python2_pickle(content) if protocol == 0 else pickle.dumps(content, protocol=protocol)
+        (folder / name).write_bytes(raw)
     return batches
 
 
@@ -195,7 +222,7 @@ def expected_rows(batches: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return x, np.concatenate([b[b"labels"] for b in batches])
 
 
-@pytest.mark.parametrize("protocol", [3, 5])  # _reconstruct below 5, _frombuffer from 5
+@pytest.mark.parametrize("protocol", [0, 3, 5])  # official; _reconstruct; _frombuffer
 def test_cifar_batches_folder(tmp_path, protocol):
     batches = write_batches(tmp_path / "cifar-10-batches-py", protocol)
     for path in (tmp_path / "cifar-10-batches-py", tmp_path):  # the folder or its parent
@@ -207,6 +234,14 @@ def test_cifar_batches_folder(tmp_path, protocol):
         np.testing.assert_array_equal(x, want_x)
         np.testing.assert_array_equal(y, want_y)
         assert data.class_names == CIFAR10_CLASSES
+
+
+def test_official_format_names_numpy_1_and_byte_strings(tmp_path):
+    ops = list(pickletools.genops(python2_pickle(batch(2, 0))))
+    names = {op.name for op, _, _ in ops}
+    assert "BINUNICODE" not in names and "BINBYTES" not in names and "SHORT_BINSTRING" in names
+    globals_ = [arg for op, arg, _ in ops if op.name == "GLOBAL"]
+    assert globals_ == ["numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"]
 
 
 def test_cifar_rows_are_channel_major_images(tmp_path):
