@@ -338,18 +338,18 @@ def test_cifar_needs_test_batch_and_a_data_batch(tmp_path, capsys):
     err = cli_error(capsys, tmp_path, "data.name=cifar10", f"data.path={tmp_path / 'b'}")
     assert "holds CIFAR-10 batches ['data_batch_1', 'data_batch_2'] but no test_batch" in err
     write_batches(tmp_path / "t", sizes=(2,))
-    message = data_error(spec("cifar10", tmp_path / "t"))
+    message = cli_error(capsys, tmp_path, "data.name=cifar10", f"data.path={tmp_path / 't'}")
     assert "batches ['test_batch'] but no data_batch_1 .. data_batch_5" in message
 
 
-def test_cifar_garbage_and_damaged_archive(tmp_path):
+def test_cifar_garbage_and_damaged_archive(tmp_path, capsys):
     write_batches(tmp_path / "b")
     (tmp_path / "b" / "test_batch").write_bytes(b"\x00garbage")
-    message = data_error(spec("cifar10", tmp_path / "b"))
+    message = cli_error(capsys, tmp_path, "data.name=cifar10", f"data.path={tmp_path / 'b'}")
     assert f"cannot read CIFAR-10 batch {tmp_path / 'b' / 'test_batch'}:" in message
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "cifar-10-python.tar.gz").write_bytes(gzip.compress(b"no tar")[:20])
-    message = data_error(spec("cifar10", tmp_path / "a"))
+    message = cli_error(capsys, tmp_path, "data.name=cifar10", f"data.path={tmp_path / 'a'}")
     assert f"cannot read {tmp_path / 'a' / 'cifar-10-python.tar.gz'}" in message
     assert "download it again" in message
 
