@@ -30,7 +30,10 @@ from pyrovae.errors import SpecError
 
 __all__ = [
     "AUTOENCODER_KINDS",
+    "COLORS",
+    "COLOR_SOURCES",
     "DATA_SOURCES",
+    "DOWNLOADABLE_SOURCES",
     "FAMILY_KINDS",
     "IWAE_OBJECTIVES",
     "KINDS",
@@ -70,8 +73,32 @@ IWAE_OBJECTIVES = ("iwae", "iwae_dreg")
 """Objectives that train the k-sample importance-weighted bound."""
 NETWORK_KINDS = ("mlp", "conv")
 """Network kinds, one builder each in :mod:`pyrovae.nets` (a test keeps the two in step)."""
-DATA_SOURCES = ("digits", "mnist", "synthetic", "arrays")
+DATA_SOURCES = (
+    "digits",
+    "mnist",
+    "fashion_mnist",
+    "kmnist",
+    "cifar10",
+    "image_folder",
+    "synthetic",
+    "arrays",
+)
 """Data sources, one loader each in :mod:`pyrovae.data` (a test keeps the two in step)."""
+DOWNLOADABLE_SOURCES = ("mnist", "fashion_mnist", "kmnist", "cifar10")
+"""Sources whose official files ``data.download = true`` fetches (md5-checked)."""
+COLOR_SOURCES = ("cifar10", "image_folder")
+"""Sources whose images ``data.color`` converts."""
+COLORS = ("auto", "grayscale", "rgb")
+"""Values of ``data.color``."""
+_PATH_NEEDS = {
+    "mnist": "a folder for the IDX files",
+    "fashion_mnist": "a folder for the IDX files",
+    "kmnist": "a folder for the IDX files",
+    "cifar10": "the cifar-10-batches-py folder or the folder of cifar-10-python.tar.gz",
+    "image_folder": "a folder of PNG/JPEG images",
+    "arrays": "a .npy/.npz/.csv file",
+}
+"""What ``data.path`` names, for the sources that need one."""
 SEED_MAX = 2**31 - 1
 """The largest seed: ``pyro.set_rng_seed`` (numpy) takes 32 bits, and chains and stages
 seed themselves with small offsets from it (seed + 1, seed + chain)."""
@@ -101,8 +128,31 @@ class DataSpec:
     """Where the data come from and how they are split and binarized."""
 
     name: str = _field("digits", c.choice(*DATA_SOURCES), "data source")
-    path: str = _field("", c.text, "MNIST folder, or .npy/.npz/.csv file for arrays")
-    download: bool = _field(False, c.boolean, "download MNIST into path (md5-checked)")
+    path: str = _field(
+        "",
+        c.text,
+        "mnist/fashion_mnist/kmnist: folder of IDX files; cifar10: cifar-10-batches-py or "
+        "the folder of cifar-10-python.tar.gz; image_folder: folder of PNG/JPEG images "
+        "(or of one folder of them per class); arrays: a .npy/.npz/.csv file",
+    )
+    download: bool = _field(
+        False,
+        c.boolean,
+        "download the official files into path, md5-checked (mnist, fashion_mnist, kmnist, "
+        "cifar10)",
+    )
+    image_size: tuple[int, ...] = _field(
+        (),
+        c.positive_int_tuple,
+        "image_folder: [height, width] every image is resized to (Pillow, LANCZOS); "
+        "[]: keep the images' own size, which must then all agree",
+    )
+    color: str = _field(
+        "auto",
+        c.choice(*COLORS),
+        "image_folder, cifar10: convert images to grayscale (1 channel) or rgb (3); auto: "
+        "rgb if any image has colour, else grayscale",
+    )
     binarize: str = _field(
         "auto",
         c.choice("auto", "none", "static", "dynamic"),
@@ -401,11 +451,7 @@ def _check_consistency(spec: Spec) -> None:
             f"the {t.objective} objective bounds log p(x) only with beta = 1 and no KL warm-up; "
             "use objective = 'elbo' for a beta-VAE",
         )
-    if d.name in ("mnist", "arrays") and not d.path:
-        where = "a folder for the IDX files" if d.name == "mnist" else "a .npy/.npz/.csv file"
-        raise SpecError("data.path", f"data.name = '{d.name}' needs {where}, got ''")
-    if d.download and d.name != "mnist":
-        raise SpecError("data.download", f"only MNIST can be downloaded, not '{d.name}'")
+    _check_data_source(d)
     binary = d.binarize in ("static", "dynamic")
     if binary and m.likelihood.name not in BINARY_LIKELIHOODS:
         raise SpecError(
@@ -449,6 +495,33 @@ def _check_networks(m: ModelSpec) -> None:
                         f"only a conv network has {name}; set model.{role}.kind = 'conv' or "
                         "leave it out",
                     )
+
+
+def _check_data_source(d: DataSpec) -> None:
+    """A path where the source needs one; download, image size and colour only for the
+    sources that use them."""
+    if d.name in _PATH_NEEDS and not d.path:
+        raise SpecError("data.path", f"data.name = '{d.name}' needs {_PATH_NEEDS[d.name]}, got ''")
+    if d.download and d.name not in DOWNLOADABLE_SOURCES:
+        listed = ", ".join(DOWNLOADABLE_SOURCES)
+        raise SpecError(
+            "data.download", f"only {listed} can be downloaded, not '{d.name}'; set it false"
+        )
+    if len(d.image_size) not in (0, 2):
+        raise SpecError(
+            "data.image_size",
+            f"expected [] or [height, width], got {list(d.image_size)}",
+        )
+    if d.image_size and d.name != "image_folder":
+        raise SpecError(
+            "data.image_size",
+            f"only data.name = 'image_folder' resizes images, not '{d.name}'; set it to []",
+        )
+    if d.color != "auto" and d.name not in COLOR_SOURCES:
+        raise SpecError(
+            "data.color",
+            f"only {' and '.join(COLOR_SOURCES)} convert colours, not '{d.name}'; set it to 'auto'",
+        )
 
 
 def keeps_every_label(labelled: int | float) -> bool:

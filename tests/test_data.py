@@ -168,16 +168,16 @@ def test_mnist_file_table():
 def test_mnist_download_flag_calls_download(tmp_path, monkeypatch):
     calls = []
 
-    def fake_download(folder):
-        calls.append(Path(folder))
+    def fake_download(folder, dataset):
+        calls.append((Path(folder), dataset.title))
         Path(folder).mkdir()
         write_mnist(Path(folder), "t10k", 10, seed=0)
         return Path(folder)
 
-    monkeypatch.setattr(pyrovae.data.mnist, "download_mnist", fake_download)
+    monkeypatch.setattr(pyrovae.data.mnist, "download_idx", fake_download)
     spec = replace(DataSpec(), name="mnist", path=str(tmp_path / "m"), download=True)
     data = load_data(spec, "gaussian")
-    assert calls == [tmp_path / "m"] and len(data.test) == 2
+    assert calls == [(tmp_path / "m", "MNIST")] and len(data.test) == 2
 
 
 def make_mirror(folder: Path) -> dict[str, str]:

@@ -34,11 +34,11 @@ from pyrovae.train.process import SingleProcess
 
 def test_network_registry_and_spec_list_the_same_kinds() -> None:
     assert set(NETWORKS) == set(NETWORK_KINDS)
-    for build in (build_encoder, build_decoder):
-        net = build(5, 3, NetworkSpec(kind="mlp", hidden=(4,)), None)
+    for builder in (build_encoder, build_decoder):
+        net = builder(5, 3, NetworkSpec(kind="mlp", hidden=(4,)), None)
         assert net(torch.zeros(2, 7, 5)).shape == (2, 7, 3)
         with pytest.raises(ValueError, match="unknown network kind 'rnn'"):
-            build(5, 3, NetworkSpec(kind="rnn"), None)
+            builder(5, 3, NetworkSpec(kind="rnn"), None)
     conv = NetworkSpec(kind="conv", channels=(4,), hidden=())
     assert build_encoder(2 * 6 * 6 + 3, 5, conv, (2, 6, 6))(torch.zeros(4, 75)).shape == (4, 5)
     assert build_decoder(5, 2 * 72, conv, (2, 6, 6))(torch.zeros(4, 5)).shape == (4, 144)

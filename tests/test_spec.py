@@ -264,7 +264,9 @@ def test_partial_decoder_keeps_decoder_default(tmp_path: Path, how: str):
         spec = load_spec(None, ["model.decoder.activation=relu"])
     else:
         spec = load_spec(write(tmp_path, '[model.decoder]\nactivation = "relu"\n'))
-    assert spec.model.decoder == NetworkSpec(hidden=(128, 256), channels=(64, 32), activation="relu")
+    assert spec.model.decoder == NetworkSpec(
+        hidden=(128, 256), channels=(64, 32), activation="relu"
+    )
 
 
 def test_valid_cross_field_combinations():
@@ -289,7 +291,9 @@ def test_valid_cross_field_combinations():
 NAN, INF = float("nan"), float("inf")
 SEEDS = "an integer from 0 to 2147483647"
 SCALE_ALLOWED = "a positive number or 'learned' or 'decoder'"
-DATA_NAMES = "'digits', 'mnist', 'synthetic', 'arrays'"
+DATA_NAMES = (
+    "'digits', 'mnist', 'fashion_mnist', 'kmnist', 'cifar10', 'image_folder', 'synthetic', 'arrays'"
+)
 ACTS = "'relu', 'softplus', 'tanh', 'elu', 'gelu', 'silu', 'leaky_relu', 'sigmoid'"
 
 # (flat raw, error path, exact message)
@@ -354,6 +358,12 @@ FIELD_ERRORS = [
     ({"data.path": ["a"]}, "data.path", "expected a string, got ['a']"),
     # choice
     ({"data.name": "cifar"}, "data.name", f"expected one of {DATA_NAMES}, got 'cifar'"),
+    (
+        {"data.color": "grey"},
+        "data.color",
+        "expected one of 'auto', 'grayscale', 'rgb', got 'grey'",
+    ),
+    ({"data.image_size": [0, 4]}, "data.image_size[0]", "expected a positive integer, got 0"),
     ({"data.name": 3}, "data.name", f"expected one of {DATA_NAMES}, got 3"),
     (
         {"model.encoder.activation": "ReLU"},
@@ -463,11 +473,42 @@ FIELD_ERRORS = [
         "data.path",
         "data.name = 'arrays' needs a .npy/.npz/.csv file, got ''",
     ),
-    ({"data.download": True}, "data.download", "only MNIST can be downloaded, not 'digits'"),
     (
-        {"data.name": "synthetic", "data.download": True},
+        {"data.download": True},
         "data.download",
-        "only MNIST can be downloaded, not 'synthetic'",
+        "only mnist, fashion_mnist, kmnist, cifar10 can be downloaded, not 'digits'; set it false",
+    ),
+    (
+        {"data.name": "image_folder", "data.path": "img", "data.download": True},
+        "data.download",
+        "only mnist, fashion_mnist, kmnist, cifar10 can be downloaded, not 'image_folder'; "
+        "set it false",
+    ),
+    (
+        {"data.name": "cifar10"},
+        "data.path",
+        "data.name = 'cifar10' needs the cifar-10-batches-py folder or the folder of "
+        "cifar-10-python.tar.gz, got ''",
+    ),
+    (
+        {"data.name": "image_folder"},
+        "data.path",
+        "data.name = 'image_folder' needs a folder of PNG/JPEG images, got ''",
+    ),
+    (
+        {"data.name": "image_folder", "data.path": "img", "data.image_size": [32]},
+        "data.image_size",
+        "expected [] or [height, width], got [32]",
+    ),
+    (
+        {"data.name": "cifar10", "data.path": "c", "data.image_size": [16, 16]},
+        "data.image_size",
+        "only data.name = 'image_folder' resizes images, not 'cifar10'; set it to []",
+    ),
+    (
+        {"data.name": "kmnist", "data.path": "k", "data.color": "rgb"},
+        "data.color",
+        "only cifar10 and image_folder convert colours, not 'kmnist'; set it to 'auto'",
     ),
     (
         {"data.binarize": "static", "model.likelihood.name": "gaussian"},

@@ -7,12 +7,13 @@ that the data suit the likelihood. Every problem raises a one-line
 :class:`~pyrovae.errors.DataError` saying what is wrong and how to fix it.
 
 Sources are registered by name in :data:`SOURCES`, one module each: :mod:`.digits`,
-:mod:`.mnist` (IDX files, :mod:`.idx`), :mod:`.synthetic` and :mod:`.arrays`. A new
-source is a module with a ``load_<name>(spec) -> Source`` function, one line in
-:data:`SOURCES` and its name in :data:`pyrovae.spec.DATA_SOURCES`.
+:mod:`.mnist` (MNIST, Fashion-MNIST and Kuzushiji-MNIST: IDX files, :mod:`.idx`),
+:mod:`.cifar`, :mod:`.image_folder`, :mod:`.synthetic` and :mod:`.arrays`. A new source
+is a module with a ``load_<name>(spec) -> Source`` function, one line in :data:`SOURCES`
+and its name in :data:`pyrovae.spec.DATA_SOURCES`.
 
-MNIST keeps its files' order (train, then the t10k test rows); other sources are split
-by a permutation seeded with ``spec.seed``.
+The IDX sources and CIFAR-10 keep their files' order (train, then the official test
+rows); other sources are split by a permutation seeded with ``spec.seed``.
 """
 
 from __future__ import annotations
@@ -24,18 +25,24 @@ import torch
 
 from pyrovae.data.arrays import load_arrays
 from pyrovae.data.checks import check_labels, check_range, check_x, error_prefix
+from pyrovae.data.cifar import load_cifar10
 from pyrovae.data.digits import load_digits
-from pyrovae.data.mnist import load_mnist
+from pyrovae.data.image_folder import load_image_folder
+from pyrovae.data.mnist import load_idx_source
 from pyrovae.data.source import LinearGaussianTruth, Source
 from pyrovae.data.synthetic import load_synthetic
 from pyrovae.errors import DataError
-from pyrovae.spec import LIKELIHOODS, DataSpec
+from pyrovae.spec import COLOR_SOURCES, LIKELIHOODS, DataSpec
 
 __all__ = ["SOURCES", "Dataset", "binarize", "load_data"]
 
 SOURCES: dict[str, Callable[[DataSpec], Source]] = {
     "digits": load_digits,
-    "mnist": load_mnist,
+    "mnist": load_idx_source,
+    "fashion_mnist": load_idx_source,
+    "kmnist": load_idx_source,
+    "cifar10": load_cifar10,
+    "image_folder": load_image_folder,
     "synthetic": load_synthetic,
     "arrays": load_arrays,
 }
@@ -49,7 +56,7 @@ class Dataset:
     Attributes
     ----------
     name : str
-        ``"digits"``, ``"mnist"``, ``"synthetic"`` or ``"arrays"``.
+        The source, ``data.name`` (one of :data:`SOURCES`).
     train, validation, test : torch.Tensor, shape (n, D), float32
         Validation has 0 rows when ``validation_fraction == 0``.
     train_labels, validation_labels, test_labels : torch.Tensor, shape (n,), int64, or None
@@ -66,6 +73,9 @@ class Dataset:
     levels : int or None
         Pixels take the ``levels`` values k / (levels - 1) in [0, 1] (256 for 8-bit
         images); None for continuous data or data binarized here.
+    class_names : tuple of str or None
+        The names of classes 0, 1, ... where the source knows them (an image folder's
+        class folders, CIFAR-10's and the IDX data sets' official names).
     """
 
     name: str
@@ -80,6 +90,7 @@ class Dataset:
     truth: LinearGaussianTruth | None
     classes: int | None = None
     levels: int | None = None
+    class_names: tuple[str, ...] | None = None
 
     @property
     def dim(self) -> int:
@@ -124,6 +135,22 @@ def _split(source: Source, n: int, spec: DataSpec) -> list[torch.Tensor]:
     return list(torch.split(order, [n_rest - n_val, n_val, n_test]))
 
 
+def _check_colour(
+    image_shape: tuple[int, int, int] | None, mode: str, spec: DataSpec, origin: str
+) -> None:
+    """Colour images cannot be binarized (``mode``, the resolved ``data.binarize``, static
+    or dynamic, as for the default Bernoulli likelihood): a binary pixel is one value,
+    not three."""
+    if image_shape is None or image_shape[0] == 1 or mode == "none":
+        return
+    grey = ", or data.color = 'grayscale'" if spec.name in COLOR_SOURCES else ""
+    raise DataError(
+        f"{error_prefix(origin)}colour images ({image_shape[0]} channels) cannot be "
+        "binarized; use model.likelihood.name = 'continuous_bernoulli', 'gaussian' or "
+        f"'discretized_logistic'{grey}"
+    )
+
+
 def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     """Load, check, split and binarize the data described by ``spec``.
 
@@ -157,6 +184,7 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     source = SOURCES[spec.name](spec)
     x, image_shape = check_x(source.x, source.origin)
     y = check_labels(source.y, len(x), source.origin)
+    _check_colour(image_shape, mode, spec, source.origin)
     check_range(x, likelihood, mode, source.origin)
     parts = _split(source, len(x), spec)
     if spec.limit > 0:
@@ -181,4 +209,5 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
         dynamic_binarization=mode == "dynamic",
         truth=source.truth,
         levels=source.levels if mode == "none" else None,
+        class_names=source.class_names,
     )

@@ -97,7 +97,8 @@ def _classes(data: Dataset, kind: str) -> int:
         raise SpecError(
             "model.kind",
             f"'{kind}' uses class labels, but data.name = '{data.name}' has none; use "
-            "digits or mnist, or arrays with labels (a .npz with 'y', or data.labels_path)",
+            "digits, mnist, fashion_mnist, kmnist, cifar10, an image_folder of class folders, "
+            "or arrays with labels (a .npz with 'y', or data.labels_path)",
         )
     counts = {}
     for name, y in splits.items():

@@ -35,6 +35,8 @@ class Source:
     ``origin`` says where the arrays came from (a file or folder); data errors name it.
     ``levels`` is the number of equally spaced values in [0, 1] the pixels take (256 for
     8-bit images stored as k / 255, 17 for the digits' k / 16), None for continuous data.
+    ``class_names`` names labels 0, 1, ... (e.g. an image folder's class folders), None
+    where the source does not know them.
     """
 
     x: np.ndarray
@@ -44,6 +46,7 @@ class Source:
     truth: LinearGaussianTruth | None = None
     origin: str = ""
     levels: int | None = None
+    class_names: tuple[str, ...] | None = None
 
 
 def one_line(text: object) -> str:
