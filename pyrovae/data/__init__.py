@@ -2,7 +2,8 @@
 
 :func:`load_data` turns a :class:`~pyrovae.spec.DataSpec` into a :class:`Dataset`;
 each source (``digits``, ``mnist``, ``synthetic``, ``arrays``) is one module,
-registered by name in :data:`SOURCES`.
+registered by name in :data:`SOURCES`. With ``data.memory_map`` a ``.npy`` file's
+training rows are read from disk per minibatch (:mod:`pyrovae.data.disk`).
 """
 
 from pyrovae.data.dataset import SOURCES, Dataset, binarize, load_data
