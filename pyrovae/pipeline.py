@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import torch
 
 from pyrovae.data.dataset import Dataset, binarize, load_data
+from pyrovae.data.disk import sample_rows
 from pyrovae.data.labelled import hide_labels, label_rows
 from pyrovae.errors import Interrupted, UserError
 from pyrovae.evaluate.labels import classifier_evaluation
@@ -266,8 +267,9 @@ def training_metrics(
     bounds log p(x | y); M2's is U(x), with every label hidden, a bound on log p(x).
 
     With dynamic binarization the training split is binarized once, with a
-    fixed seed, so that the number is reproducible. When the trained model is
-    linear-Gaussian its exact test log p(x) is added
+    fixed seed, so that the number is reproducible. A memory-mapped training split
+    gives its ELBO on its first :data:`~pyrovae.data.disk.SAMPLE_ROWS` rows. When the
+    trained model is linear-Gaussian its exact test log p(x) is added
     (``test_exact_log_likelihood_nats``), and for synthetic data the test
     log p(x) under the parameters that generated the data
     (``test_true_log_likelihood_nats``).
@@ -275,7 +277,7 @@ def training_metrics(
     device = next(model.parameters()).device
     name = "objective" if spec.model.kind in AUTOENCODER_KINDS else "elbo"
     generator = torch.Generator().manual_seed(spec.data.seed + 1)
-    train = data.train
+    train = sample_rows(data.train)
     if data.dynamic_binarization:
         train = binarize(train, generator, data.dim)
     splits = {"train": train, "validation": data.validation, "test": data.test}

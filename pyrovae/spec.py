@@ -174,6 +174,12 @@ class DataSpec:
         "number in (0, 1] a share of the training split (chosen with data.seed)",
     )
     limit: int = _field(0, c.integer(0), "use at most this many training examples (0: all)")
+    memory_map: bool = _field(
+        False,
+        c.boolean,
+        "arrays .npy only: read training rows from the file per minibatch instead of loading "
+        "it (data larger than memory)",
+    )
     seed: int = _field(0, c.integer(0, SEED_MAX), "seed of the split and of static binarization")
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
@@ -452,6 +458,21 @@ def _check_consistency(spec: Spec) -> None:
             "use objective = 'elbo' for a beta-VAE",
         )
     _check_data_source(d)
+    if d.memory_map and (d.name != "arrays" or Path(d.path).suffix.lower() != ".npy"):
+        raise SpecError(
+            "data.memory_map", "only data.name = 'arrays' with a .npy file can be memory-mapped"
+        )
+    if d.memory_map and d.binarize == "static":
+        raise SpecError(
+            "data.memory_map",
+            "a memory-mapped file cannot be binarized once ahead; use data.binarize = 'dynamic'",
+        )
+    if d.memory_map and m.kind in LABEL_KINDS:
+        raise SpecError(
+            "data.memory_map",
+            f"model.kind = '{m.kind}' needs its rows with a class column in memory; "
+            "use memory_map = false",
+        )
     binary = d.binarize in ("static", "dynamic")
     if binary and m.likelihood.name not in BINARY_LIKELIHOODS:
         raise SpecError(

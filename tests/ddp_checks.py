@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributions.normal as normal_module
 import torch.multiprocessing as mp
@@ -235,6 +236,21 @@ def autoencoder(process: ProcessGroup, out: Path) -> dict[str, Any]:
     }
 
 
+def memory_map(process: ProcessGroup, out: Path) -> dict[str, Any]:
+    """One epoch on a uint8 .npy file memory-mapped and loaded into memory (each process
+    writes its own copy): the ranks' shares of a row store's minibatches."""
+    path = out / f"x-rank{process.rank}.npy"
+    rng = np.random.default_rng(0)
+    np.save(path, rng.integers(0, 256, size=(300, 2, 5, 5), dtype=np.uint8))
+    found = {}
+    for mapped in (False, True):
+        overrides = ("data.name=arrays", f"data.path={str(path)!r}", "train.batch_size=64")
+        spec = spec_for("train.epochs=2", *overrides, f"data.memory_map={str(mapped).lower()}")
+        model, result = fit_result(spec, process)
+        found[mapped] = (model.state_dict(), [tuple(r)[:5] for r in result.history])
+    return {"in_memory": found[False], "memory_mapped": found[True]}
+
+
 def refusal(process: ProcessGroup, out: Path) -> dict[str, Any]:
     """A user error in process 1 only, before training: every process raises it."""
 
@@ -257,6 +273,7 @@ CHECKS: dict[str, Callable[[ProcessGroup, Path], dict[str, Any]]] = {
     "stops": stops,
     "resume": resume,
     "evaluation": evaluation,
+    "memory_map": memory_map,
 }
 
 

@@ -156,6 +156,16 @@ def test_every_model_kind_trains_with_the_same_weights_in_every_rank(group: Path
             assert torch.equal(value, rank1[kind][0][name]), (kind, name)
 
 
+def test_a_memory_mapped_file_trains_in_two_processes_as_in_memory(group: Path) -> None:
+    rank0, rank1 = found(group, "memory_map", 0), found(group, "memory_map", 1)
+    for got in (rank0, rank1):
+        (mapped, mapped_history), (loaded, loaded_history) = got["memory_mapped"], got["in_memory"]
+        assert mapped_history == loaded_history
+        for name, value in loaded.items():
+            assert torch.equal(mapped[name], value), name
+            assert torch.equal(rank0["memory_mapped"][0][name], value), name  # every rank
+
+
 def test_every_rank_stops_at_the_same_step(group: Path) -> None:
     rank0, rank1 = found(group, "stops", 0), found(group, "stops", 1)
     assert rank0 == rank1

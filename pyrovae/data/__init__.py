@@ -3,7 +3,8 @@
 :func:`load_data` turns a :class:`~pyrovae.spec.DataSpec` into a :class:`Dataset`;
 each source (``digits``, ``mnist`` / ``fashion_mnist`` / ``kmnist``, ``cifar10``,
 ``image_folder``, ``synthetic``, ``arrays``) is one module, registered by name in
-:data:`SOURCES`.
+:data:`SOURCES`. With ``data.memory_map`` a ``.npy`` file's training rows are read from
+disk per minibatch (:mod:`pyrovae.data.disk`).
 """
 
 from pyrovae.data.dataset import SOURCES, Dataset, binarize, load_data

@@ -1,6 +1,11 @@
-"""The arrays source: a ``.npy`` (2-D, or 3-D images), ``.npz`` (``x``, optional ``y``)
-or ``.csv`` file of the user's own data, and optionally its labels in a file of their own
-(``data.labels_path``: a 1-D ``.npy`` or a one-column ``.csv``)."""
+"""The arrays source: a ``.npy`` (2-D, or 3-D and 4-D images), ``.npz`` (``x``, optional
+``y``) or ``.csv`` file of the user's own data, and optionally its labels in a file of their
+own (``data.labels_path``: a 1-D ``.npy`` or a one-column ``.csv``).
+
+A uint8 array holds 8-bit images: its values k become k / 255 (256 levels); other
+arrays are taken as they are. With ``data.memory_map`` a ``.npy`` file is opened
+memory-mapped and none of its values is read here (:mod:`pyrovae.data.disk` reads them).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyrovae.data.disk import as_values
 from pyrovae.data.source import Source, one_line
 from pyrovae.errors import DataError
 from pyrovae.spec import DataSpec
@@ -55,12 +61,15 @@ def _read_csv(path: Path) -> np.ndarray:
     return x
 
 
-def _read(path: Path, suffix: str) -> dict[str, np.ndarray]:
-    """Every array in the file, by name (``x`` for a .npy or .csv file)."""
+def _read(path: Path, suffix: str, memory_map: bool = False) -> dict[str, np.ndarray]:
+    """Every array in the file, by name (``x`` for a .npy or .csv file); a .npy file
+    memory-mapped (read-only, no value read) with ``memory_map``."""
     try:
         if suffix == ".csv":
             return {"x": _read_csv(path)}
         if suffix == ".npy":
+            if memory_map:
+                return {"x": np.load(path, mmap_mode="r", allow_pickle=False)}
             return {"x": np.load(path, allow_pickle=False)}
         with np.load(path, allow_pickle=False) as npz:
             return dict(npz)
@@ -78,7 +87,7 @@ def load_arrays(spec: DataSpec) -> Source:
         raise DataError(f"data: {path} has suffix {suffix!r}; use a .npy, .npz or .csv file")
     if not path.is_file():
         raise DataError(f"data: file {path} does not exist; check data.path")
-    arrays = _read(path, suffix)
+    arrays = _read(path, suffix, spec.memory_map)
     if "x" not in arrays and len(arrays) != 1:
         raise DataError(f"data: {path} holds arrays {list(arrays)}; store the data under key 'x'")
     x = arrays["x"] if "x" in arrays else next(iter(arrays.values()))
@@ -87,7 +96,10 @@ def load_arrays(spec: DataSpec) -> Source:
         raise DataError(f"data: {path} holds {x.dtype} values; store real numbers")
     if spec.labels_path:
         y = _read_labels(Path(spec.labels_path))
-    return Source(x, y, origin=str(path))
+    levels = 256 if x.dtype == np.uint8 else None
+    if not spec.memory_map:
+        x = as_values(x) if levels else x
+    return Source(x, y, origin=str(path), levels=levels)
 
 
 def _read_labels(path: Path) -> np.ndarray:

@@ -6,12 +6,25 @@ wrong and how to fix it, naming the data's origin (a file or folder) when it has
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from pyrovae.errors import DataError
 from pyrovae.spec import UNIT_INTERVAL_LIKELIHOODS
 
-__all__ = ["check_labels", "check_range", "check_x", "error_prefix", "image_shape_of"]
+__all__ = [
+    "ValueRange",
+    "check_finite",
+    "check_labels",
+    "check_range",
+    "check_shape",
+    "check_value_range",
+    "check_x",
+    "error_prefix",
+    "image_shape_of",
+    "value_range",
+]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -38,11 +51,10 @@ def check_x(x: np.ndarray, origin: str = "") -> tuple[np.ndarray, tuple[int, int
     image_shape : (C, H, W) or None
         None for rows that are not images.
     """
-    where = error_prefix(origin)
-    _check_shape(x, where)
+    check_shape(x, origin)
     image_shape = image_shape_of(x)
     flat = x.reshape(len(x), -1)
-    _check_finite(flat, where)
+    check_finite(flat, origin)
     return np.ascontiguousarray(flat, dtype=np.float32), image_shape
 
 
@@ -55,8 +67,10 @@ def image_shape_of(x: np.ndarray) -> tuple[int, int, int] | None:
     return None
 
 
-def _check_shape(x: np.ndarray, where: str) -> None:
-    """2-D, 3-D or 4-D, with at least one example and one value per example."""
+def check_shape(x: np.ndarray, origin: str = "") -> None:
+    """2-D, 3-D or 4-D, with at least one example and one value per example (the shape
+    only: no value is read)."""
+    where = error_prefix(origin)
     if x.ndim not in (2, 3, 4):
         raise DataError(
             f"{where}expected a 2-D (examples, features), 3-D (examples, height, width) or "
@@ -73,14 +87,17 @@ def _check_shape(x: np.ndarray, where: str) -> None:
         raise DataError(f"{where}the {what} (shape {x.shape}); give at least one value per example")
 
 
-def _check_finite(x: np.ndarray, where: str) -> None:
-    """No NaN or infinity, and nothing beyond float32's range (the cast would overflow)."""
+def check_finite(x: np.ndarray, origin: str = "", first_row: int = 0) -> None:
+    """No NaN or infinity in rows ``x`` ``(n, D)``, and nothing beyond float32's range (the
+    cast would overflow); ``first_row`` is the number of the first row in the data (a chunk
+    of a file names its rows as the file does)."""
+    where = error_prefix(origin)
     bad = ~np.isfinite(x)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(
-            f"{where}{int(bad.sum())} values are NaN or infinite (first at row {row}, "
-            f"column {col}); clean the data first"
+            f"{where}{int(bad.sum())} values are NaN or infinite (first at row "
+            f"{first_row + int(row)}, column {col}); clean the data first"
         )
     if x.dtype.kind == "f" and x.dtype.itemsize > 4:
         largest = float(np.abs(x).max())
@@ -132,6 +149,37 @@ def _whole_numbers(y: np.ndarray) -> bool:
     return bool(np.array_equal(y, np.round(y)) and np.abs(y).max() < 2.0**63)
 
 
+class ValueRange(NamedTuple):
+    """What the likelihood checks need to know of the values: their least and greatest,
+    how many lie strictly between 0 and 1, and how many there are."""
+
+    low: float
+    high: float
+    between: int
+    size: int
+
+    def merged(self, other: ValueRange) -> ValueRange:
+        """The range of both sets of values together (chunks of one file)."""
+        if not other.size:
+            return self
+        if not self.size:
+            return other
+        return ValueRange(
+            min(self.low, other.low),
+            max(self.high, other.high),
+            self.between + other.between,
+            self.size + other.size,
+        )
+
+
+def value_range(x: np.ndarray) -> ValueRange:
+    """The :class:`ValueRange` of the values of ``x`` (any shape)."""
+    if not x.size:
+        return ValueRange(0.0, 0.0, 0, 0)
+    between = int(np.count_nonzero((x > 0) & (x < 1)))
+    return ValueRange(float(x.min()), float(x.max()), between, int(x.size))
+
+
 def check_range(x: np.ndarray, likelihood: str, mode: str, origin: str = "") -> None:
     """Values in [0, 1] where the likelihood or binarization needs them; 0/1 for an
     unbinarized Bernoulli likelihood.
@@ -146,9 +194,15 @@ def check_range(x: np.ndarray, likelihood: str, mode: str, origin: str = "") -> 
     origin : str
         Where the data came from (a file path), named in error messages.
     """
+    check_value_range(value_range(x), likelihood, mode, origin)
+
+
+def check_value_range(values: ValueRange, likelihood: str, mode: str, origin: str = "") -> None:
+    """:func:`check_range` of values summed up by :func:`value_range` (of a whole array, or
+    chunk by chunk with :meth:`ValueRange.merged`)."""
     where = error_prefix(origin)
     if likelihood in UNIT_INTERVAL_LIKELIHOODS or mode != "none":
-        low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        low, high = values.low, values.high
         if low < 0 or high > 1:
             need = f"the {likelihood!r} likelihood"
             if likelihood not in UNIT_INTERVAL_LIKELIHOODS:
@@ -157,11 +211,10 @@ def check_range(x: np.ndarray, likelihood: str, mode: str, origin: str = "") -> 
                 f"{where}values range from {low:.4g} to {high:.4g} but {need} needs [0, 1]; "
                 "rescale the data to [0, 1] or use model.likelihood.name = 'gaussian'"
             )
-    if likelihood == "bernoulli" and mode == "none":
-        share = float(np.mean((x > 0) & (x < 1))) if x.size else 0.0
-        if share > 0:
-            raise DataError(
-                f"{where}{share:.1%} of values lie strictly between 0 and 1 but a 'bernoulli' "
-                "likelihood with data.binarize = 'none' needs 0/1 data; set data.binarize = "
-                "'dynamic' or 'static', or model.likelihood.name = 'continuous_bernoulli'"
-            )
+    if likelihood == "bernoulli" and mode == "none" and values.between:
+        share = values.between / values.size
+        raise DataError(
+            f"{where}{share:.1%} of values lie strictly between 0 and 1 but a 'bernoulli' "
+            "likelihood with data.binarize = 'none' needs 0/1 data; set data.binarize = "
+            "'dynamic' or 'static', or model.likelihood.name = 'continuous_bernoulli'"
+        )

@@ -14,6 +14,11 @@ and its name in :data:`pyrovae.spec.DATA_SOURCES`.
 
 The IDX sources and CIFAR-10 keep their files' order (train, then the official test
 rows); other sources are split by a permutation seeded with ``spec.seed``.
+
+With ``data.memory_map`` (a ``.npy`` file of the arrays source) the file is checked in
+chunks and the training split is a :class:`~pyrovae.data.disk.RowStore` that reads its
+rows from disk per minibatch; the validation and test splits are read into memory, and
+must fit in :data:`HELD_OUT_BYTES`.
 """
 
 from __future__ import annotations
@@ -21,12 +26,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from pyrovae.data.arrays import load_arrays
-from pyrovae.data.checks import check_labels, check_range, check_x, error_prefix
+from pyrovae.data.checks import (
+    ValueRange,
+    check_finite,
+    check_labels,
+    check_range,
+    check_shape,
+    check_value_range,
+    check_x,
+    error_prefix,
+    image_shape_of,
+    value_range,
+)
 from pyrovae.data.cifar import load_cifar10
 from pyrovae.data.digits import load_digits
+from pyrovae.data.disk import NpyFile, Rows, RowStore, as_values, file_chunks
 from pyrovae.data.image_folder import load_image_folder
 from pyrovae.data.mnist import load_idx_source
 from pyrovae.data.source import LinearGaussianTruth, Source
@@ -34,7 +52,7 @@ from pyrovae.data.synthetic import load_synthetic
 from pyrovae.errors import DataError
 from pyrovae.spec import COLOR_SOURCES, LIKELIHOODS, DataSpec
 
-__all__ = ["SOURCES", "Dataset", "binarize", "load_data"]
+__all__ = ["HELD_OUT_BYTES", "SOURCES", "Dataset", "binarize", "load_data"]
 
 SOURCES: dict[str, Callable[[DataSpec], Source]] = {
     "digits": load_digits,
@@ -48,6 +66,10 @@ SOURCES: dict[str, Callable[[DataSpec], Source]] = {
 }
 """Every data source by ``data.name``: a function from the data spec to raw arrays."""
 
+HELD_OUT_BYTES = 2**30
+"""The most the validation and test splits of a memory-mapped file may take in memory
+(float32): 1 GiB."""
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
@@ -58,6 +80,10 @@ class Dataset:
     name : str
         The source, ``data.name`` (one of :data:`SOURCES`).
     train, validation, test : torch.Tensor, shape (n, D), float32
+    train : torch.Tensor or RowStore, shape (n, D), float32
+        A :class:`~pyrovae.data.disk.RowStore` (rows read from disk when indexed) with
+        ``data.memory_map``.
+    validation, test : torch.Tensor, shape (n, D), float32
         Validation has 0 rows when ``validation_fraction == 0``.
     train_labels, validation_labels, test_labels : torch.Tensor, shape (n,), int64, or None
     image_shape : (C, H, W) or None
@@ -79,7 +105,7 @@ class Dataset:
     """
 
     name: str
-    train: torch.Tensor
+    train: Rows
     validation: torch.Tensor
     test: torch.Tensor
     train_labels: torch.Tensor | None
@@ -182,6 +208,8 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     if spec.name not in SOURCES:
         raise DataError(f"data: unknown source {spec.name!r}; use one of {list(SOURCES)}")
     source = SOURCES[spec.name](spec)
+    if spec.memory_map:
+        return _load_stored(spec, source, likelihood, mode)
     x, image_shape = check_x(source.x, source.origin)
     y = check_labels(source.y, len(x), source.origin)
     _check_colour(image_shape, mode, spec, source.origin)
@@ -211,3 +239,57 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
         levels=source.levels if mode == "none" else None,
         class_names=source.class_names,
     )
+
+
+def _load_stored(spec: DataSpec, source: Source, likelihood: str, mode: str) -> Dataset:
+    """:func:`load_data` of a memory-mapped ``.npy`` file: checked in chunks, the training
+    split a :class:`RowStore`, validation and test read into memory."""
+    if not isinstance(source.x, np.memmap):
+        raise DataError("data: data.memory_map needs data.name = 'arrays' and a .npy file")
+    if mode == "static":
+        raise DataError("data: a memory-mapped file cannot be binarized ahead; use 'dynamic'")
+    check_shape(source.x, source.origin)
+    file = NpyFile.of(source.x)
+    y = check_labels(source.y, file.shape[0], source.origin)
+    _check_colour(image_shape_of(source.x), mode, spec, source.origin)
+    _check_file(file, likelihood, mode, source.origin)
+    parts = _split(source, file.shape[0], spec)
+    if spec.limit > 0:
+        parts[0] = parts[0][: spec.limit]
+    held_out = (len(parts[1]) + len(parts[2])) * file.row_values * 4
+    if held_out > HELD_OUT_BYTES:
+        raise DataError(
+            f"{error_prefix(source.origin)}the validation and test splits would take "
+            f"{held_out / 2**30:.1f} GiB in memory, more than the {HELD_OUT_BYTES / 2**30:.0f} "
+            "GiB a memory-mapped file may hold out; lower data.test_fraction and "
+            "data.validation_fraction"
+        )
+    g = torch.Generator().manual_seed(spec.seed)
+    held = [RowStore(file, i).load() for i in parts[1:]]
+    if mode == "dynamic":
+        held = [binarize(s, g) for s in held]
+    labels = [None if y is None else torch.from_numpy(y)[i].contiguous() for i in parts]
+    return Dataset(
+        name=spec.name,
+        train=RowStore(file, parts[0]),
+        validation=held[0],
+        test=held[1],
+        train_labels=labels[0],
+        validation_labels=labels[1],
+        test_labels=labels[2],
+        image_shape=image_shape_of(source.x),
+        dynamic_binarization=mode == "dynamic",
+        truth=source.truth,
+        levels=source.levels if mode == "none" else None,
+    )
+
+
+def _check_file(file: NpyFile, likelihood: str, mode: str, origin: str) -> None:
+    """:func:`check_x`'s value checks and :func:`check_range` of a whole file, chunk by
+    chunk (bounded memory); the errors name the file and the row."""
+    values = ValueRange(0.0, 0.0, 0, 0)
+    for first, raw in file_chunks(file):
+        if raw.dtype.kind == "f":
+            check_finite(raw, origin, first)
+        values = values.merged(value_range(as_values(raw)))
+    check_value_range(values, likelihood, mode, origin)

@@ -152,6 +152,8 @@ def label_rows(data: Dataset, kind: str, labelled: int | float = 1.0, seed: int 
     """
     classes = _classes(data, kind)
     assert data.train_labels is not None  # _classes refuses data without labels
+    if not isinstance(data.train, torch.Tensor):
+        raise SpecError("data.memory_map", f"model.kind = '{kind}' needs its rows in memory")
     train_labels = data.train_labels.clone()
     if not keeps_every_label(labelled):
         train_labels[~labelled_mask(train_labels, labelled, seed)] = HIDDEN

@@ -32,7 +32,9 @@ class Source:
     """Raw data before checks: x (N, D), (N, H, W) or (N, C, H, W), labels (N,), fixed test
     rows at the end.
 
-    ``origin`` says where the arrays came from (a file or folder); data errors name it.
+    ``x`` is a read-only ``np.memmap`` of a ``.npy`` file under ``data.memory_map`` (no
+    value read yet). ``origin`` says where the arrays came from (a file or folder); data
+    errors name it.
     ``levels`` is the number of equally spaced values in [0, 1] the pixels take (256 for
     8-bit images stored as k / 255, 17 for the digits' k / 16), None for continuous data.
     ``class_names`` names labels 0, 1, ... (e.g. an image folder's class folders), None

@@ -40,7 +40,8 @@ buys:
 All distances use decoded means E[x|z] and the training split as stored
 (grey levels when it is binarized per minibatch, while the test split is
 binarized once), so the numbers compare across kinds trained on the same
-data.
+data; a memory-mapped training split gives its first
+:data:`~pyrovae.data.disk.SAMPLE_ROWS` rows.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from typing import Any, NamedTuple
 import torch
 
 from pyrovae.data.dataset import Dataset
+from pyrovae.data.disk import sample_rows
 from pyrovae.models import LatentModel
 from pyrovae.models.autoencoders import corrupt
 from pyrovae.spec import AutoencoderSpec
@@ -186,7 +188,7 @@ def latent_space_metrics(
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    train, test = data.train.to(device), data.test.to(device)
+    train, test = sample_rows(data.train).to(device), data.test.to(device)
     reference = train.cpu()
 
     def distance(x: torch.Tensor, to: torch.Tensor = reference) -> float:

@@ -45,6 +45,7 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
+from pyrovae.data.disk import Rows
 from pyrovae.models.likelihoods import Likelihood
 from pyrovae.models.vae import data_plate
 from pyrovae.nets import ACTIVATIONS, build_decoder, build_encoder
@@ -224,7 +225,7 @@ class Autoencoder(PyroModule):
         device = next(self.parameters()).device
         return self.decode(torch.randn(n, self.latent_dim, generator=generator, device=device))
 
-    def init_from_data(self, x: torch.Tensor, generator: torch.Generator) -> None:
+    def init_from_data(self, x: Rows, generator: torch.Generator) -> None:
         """Nothing in an autoencoder is initialised from data (the VAE's VampPrior is)."""
 
     def linear_gaussian(self) -> None:

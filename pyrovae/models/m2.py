@@ -33,6 +33,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from pyrovae.data.disk import Rows
 from pyrovae.data.labelled import HIDDEN, split_rows
 from pyrovae.models.conditional import CVAE
 from pyrovae.models.vae import data_plate
@@ -90,9 +91,11 @@ class M2(CVAE):
         self.register_buffer("alpha", torch.zeros(()))
 
     @torch.no_grad()
-    def init_from_data(self, x: torch.Tensor, generator: torch.Generator) -> None:
+    def init_from_data(self, x: Rows, generator: torch.Generator) -> None:
         """Record N_l (rows with a label) and alpha = classifier_weight * N of the
         training rows ``x`` ``(N, D + 1)``."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError("M2 needs its training rows (N, D + 1) in memory, not a row store")
         known = split_rows(x)[1] != HIDDEN
         self.labelled_total.fill_(int(known.sum()))
         self.alpha.fill_(self.classifier_weight * x.shape[0])

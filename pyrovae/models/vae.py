@@ -27,6 +27,7 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from torch.nn.functional import softplus
 
+from pyrovae.data.disk import Rows
 from pyrovae.models.likelihoods import MIN_SCALE, Likelihood
 from pyrovae.models.priors import GaussianMixture
 from pyrovae.nets import build_decoder, build_encoder
@@ -141,10 +142,10 @@ class VAE(PyroModule):
         return torch.sigmoid(raw) if self._squash else raw
 
     @torch.no_grad()
-    def init_from_data(self, x: torch.Tensor, generator: torch.Generator) -> None:
+    def init_from_data(self, x: Rows, generator: torch.Generator) -> None:
         """Set the VampPrior's pseudo-inputs to K distinct random rows of ``x`` ``(N, D)``
         (Tomczak & Welling's data initialisation; rows repeat only when K > N);
-        nothing to do for a normal prior."""
+        nothing to do for a normal prior. A row store reads only those K rows."""
         if self.spec.prior.name != "vamp":
             return
         k, n = self.pseudo_inputs.shape[0], x.shape[0]

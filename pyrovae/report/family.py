@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from pyrovae.data.dataset import Dataset
+from pyrovae.data.disk import sample_rows
 from pyrovae.evaluate.latent_space import fitted_gaussian, interpolation_paths, sample_fitted
 from pyrovae.models import LatentModel, frozen
 from pyrovae.report import latent_figures
@@ -99,7 +100,11 @@ def family_figures(
         )
         fitted = {
             kind: m.decode(
-                sample_fitted(fitted_gaussian(m.code(trained[kind][1].train)), _SAMPLES_SHOWN, seed)
+                sample_fitted(
+                    fitted_gaussian(m.code(sample_rows(trained[kind][1].train))),
+                    _SAMPLES_SHOWN,
+                    seed,
+                )
             )
             for kind, m in models.items()
         }

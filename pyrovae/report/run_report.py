@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from pyrovae.data.dataset import Dataset
+from pyrovae.data.disk import sample_rows
 from pyrovae.data.labelled import split_rows
 from pyrovae.evaluate.labels import classification
 from pyrovae.evaluate.latent_space import fitted_gaussian, interpolation_paths, sample_fitted
@@ -178,7 +179,7 @@ def make_figures(
         data=test,
         title=prior_title if vae else "Decoded codes z ~ N(0, I) (an autoencoder has no prior)",
     )
-    fitted = fitted_gaussian(model.code(data.train))
+    fitted = fitted_gaussian(model.code(sample_rows(data.train)))
     out["fitted_samples"] = figures.plot_samples(
         model.decode(sample_fitted(fitted, 64, seed)),
         shape,

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import torch
 
+from pyrovae.data.disk import Rows
+
 __all__ = ["Batches", "MixedBatches", "ShuffledBatches", "batches_for"]
 
 
@@ -127,7 +129,7 @@ class MixedBatches:
 
 
 def batches_for(
-    x_train: torch.Tensor,
+    x_train: Rows,
     classes: int | None,
     batch_size: int,
     device: torch.device | str,
@@ -135,8 +137,9 @@ def batches_for(
 ) -> Batches:
     """The plan for training rows ``(N, D)`` or, with ``classes``, a label model's rows
     ``(N, D + 1)``: :class:`MixedBatches` when some labels are hidden and some given (and
-    a batch can hold both), else :class:`ShuffledBatches`."""
-    if classes is not None and batch_size >= 2:
+    a batch can hold both), else :class:`ShuffledBatches` (always for a row store, which
+    holds no label column)."""
+    if classes is not None and batch_size >= 2 and isinstance(x_train, torch.Tensor):
         hidden = x_train[:, -1] < 0
         if bool(hidden.any()) and not bool(hidden.all()):
             known = (~hidden).nonzero().squeeze(-1)

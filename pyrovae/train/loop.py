@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pyrovae.data.dataset import Dataset, binarize
+from pyrovae.data.disk import Rows
 from pyrovae.errors import NonFiniteLossError
 from pyrovae.models import LatentModel
 from pyrovae.spec import IWAE_OBJECTIVES, TrainSpec
@@ -52,7 +53,7 @@ __all__ = ["fit"]
 
 def _initial_state(
     vae: LatentModel,
-    x_train: torch.Tensor,
+    x_train: Rows,
     optimizer: torch.optim.Optimizer,
     train: TrainSpec,
     generator: torch.Generator,
@@ -92,7 +93,8 @@ class _Run(NamedTuple):
     """What every step of one :func:`fit` call uses."""
 
     vae: LatentModel
-    x_train: torch.Tensor
+    x_train: Rows
+    """The training rows: in memory, or a row store that reads each minibatch from disk."""
     dynamic_binarization: bool
     pixels: int
     """Columns of a row that are data (a label model's rows end with the class)."""

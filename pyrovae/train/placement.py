@@ -8,14 +8,18 @@ another placement, without touching the loop.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 import torch
 from torch import nn
 
+from pyrovae.data.disk import Rows
 from pyrovae.errors import SpecError
 
 __all__ = ["LocalPlacement", "Placement", "resolve_device"]
+
+_Rows = TypeVar("_Rows", bound=Rows)
+"""Rows in memory or a row store: placed, each stays what it was."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -39,8 +43,8 @@ class Placement(Protocol):
     def place_model(self, model: nn.Module) -> None:
         """Move ``model`` (in place) to :attr:`device`."""
 
-    def place_data(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(N, D)`` on :attr:`device`."""
+    def place_data(self, x: _Rows) -> _Rows:
+        """``x`` ``(N, D)`` on :attr:`device` (a row store puts the rows it reads there)."""
 
 
 class LocalPlacement:
@@ -56,5 +60,5 @@ class LocalPlacement:
     def place_model(self, model: nn.Module) -> None:
         model.to(self._device)
 
-    def place_data(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self._device)
+    def place_data(self, x: _Rows) -> _Rows:
+        return cast(_Rows, x.to(self._device))
