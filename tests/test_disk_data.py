@@ -28,9 +28,10 @@ from pyrovae.train import fit
 
 
 def _images(path: Path, n: int = 240, dtype: str = "uint8", seed: int = 0) -> np.ndarray:
-    """``n`` random 3 x 4 x 4 images saved at ``path``: uint8 0..255, or floats in [0, 1]."""
+    """``n`` random 1 x 6 x 8 grey images saved at ``path``: uint8 0..255, or floats in [0, 1]
+    (grey, so that a Bernoulli likelihood may binarize them)."""
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, size=(n, 3, 4, 4), dtype=np.uint8)
+    x = rng.integers(0, 256, size=(n, 1, 6, 8), dtype=np.uint8)
     if dtype != "uint8":
         x = (x / 255).astype(dtype)
     np.save(path, x)
@@ -108,7 +109,7 @@ def test_rows_read_are_the_files_rows(tmp_path, dtype):
     if dtype == "uint8":
         expected = expected / np.float32(255)
     file = NpyFile.of(np.load(path, mmap_mode="r"))
-    assert file.row_values == 48 and file.shape == (50, 3, 4, 4)
+    assert file.row_values == 48 and file.shape == (50, 1, 6, 8)
     rows = np.array([7, 3, 3, 49, 0, 8, 9, 10])  # unsorted, a repeat, a run
     np.testing.assert_array_equal(read_rows(file, rows), expected[rows])
     store = RowStore(file, torch.tensor([40, 2, 11]))
