@@ -23,7 +23,13 @@ from dataclasses import dataclass
 import torch
 
 from pyrovae.data.arrays import load_arrays
-from pyrovae.data.checks import check_labels, check_range, check_x, error_prefix
+from pyrovae.data.checks import (
+    check_labels,
+    check_levels,
+    check_range,
+    check_x,
+    error_prefix,
+)
 from pyrovae.data.digits import load_digits
 from pyrovae.data.mnist import load_mnist
 from pyrovae.data.source import LinearGaussianTruth, Source
@@ -131,7 +137,7 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     ----------
     spec : DataSpec
     likelihood : str
-        One of ``"bernoulli"``, ``"continuous_bernoulli"``, ``"gaussian"``, ``"laplace"``.
+        One of :data:`~pyrovae.spec.LIKELIHOODS`.
 
     Returns
     -------
@@ -144,8 +150,9 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     ------
     DataError
         Missing, unreadable or empty files, bad shapes (no rows, no columns), NaN/inf,
-        too few rows, labels of the wrong length, or values that do not suit the
-        likelihood; for a file, the message names it.
+        too few rows, labels of the wrong length, values that do not suit the
+        likelihood, or data that are not 8-bit for ``"discretized_logistic"``; for a
+        file, the message names it.
     """
     if likelihood not in LIKELIHOODS:
         raise DataError(f"data: unknown likelihood {likelihood!r}; use one of {LIKELIHOODS}")
@@ -158,6 +165,7 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     x, image_shape = check_x(source.x, source.origin)
     y = check_labels(source.y, len(x), source.origin)
     check_range(x, likelihood, mode, source.origin)
+    check_levels(source.levels, likelihood, spec.name, source.origin)
     parts = _split(source, len(x), spec)
     if spec.limit > 0:
         parts[0] = parts[0][: spec.limit]
