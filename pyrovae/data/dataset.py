@@ -164,8 +164,8 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     source = SOURCES[spec.name](spec)
     x, image_shape = check_x(source.x, source.origin)
     y = check_labels(source.y, len(x), source.origin)
-    check_range(x, likelihood, mode, source.origin)
     check_levels(source.levels, likelihood, spec.name, source.origin)
+    check_range(x, likelihood, mode, source.origin)
     parts = _split(source, len(x), spec)
     if spec.limit > 0:
         parts[0] = parts[0][: spec.limit]
