@@ -4,6 +4,7 @@ probability conversion against a closed form, and the data errors."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -207,6 +208,24 @@ def test_vae_trains_on_8_bit_data_and_reports_exact_bits(mnist_folder):
     assert result.to_metrics()["test_bits_per_dim"] == result.bits_per_dim
     # uniform pixels: nothing beats log2(256) = 8 bits by much, and a start at 9+ bits
     assert 7.5 < result.bits_per_dim < 8.6
+
+
+def test_pyrovae_evaluate_writes_bits_to_metrics_report_and_summary(mnist_folder, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    tiny = ["--set", "model.encoder.hidden=[16]", "--set", "model.decoder.hidden=[16]"]
+    spec = [
+        *("--set", "data.name=mnist", "--set", f"data.path={mnist_folder}"),
+        *("--set", "model.likelihood.name=discretized_logistic", "--set", "train.epochs=1"),
+    ]
+    assert main(["train", "--out", out, *tiny, *spec, "--quiet"]) == 0
+    assert main(["evaluate", out, "--particles", "5", "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    bits = metrics["test_bits_per_dim"]
+    assert bits == pytest.approx(-metrics["test_log_likelihood_nats"] / (784 * math.log(2)))
+    assert f"{bits:.4f} bits/dim" in capsys.readouterr().out
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert f"**{bits:.4f} bits/dim**" in report
+    assert "| `test_bits_per_dim` |" in report and "the bin width 1/255" in report
 
 
 def _linear_gaussian_vae(d: int, noise: float) -> VAE:
