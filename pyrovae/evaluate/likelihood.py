@@ -98,6 +98,8 @@ class Evaluation(NamedTuple):
     active: torch.Tensor
     """``(L,)`` bool."""
     bits_per_dim: float | None
+    """-log2 P(x) / D (:func:`bits_per_dim`): binary data under a Bernoulli likelihood or
+    8-bit data; None for other data."""
 
     def to_metrics(self, prefix: str = "test") -> dict[str, Any]:
         """Flat ``metrics.json`` keys with units in their names."""
