@@ -90,7 +90,7 @@ class Likelihood(nn.Module):
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         """E[x|z], shape ``out.shape[:-1] + (D,)``; for the discretized logistic the exact
-        mean over the 256 values (about 32 times the output's memory while it runs)."""
+        mean over the 256 values (16 times the output's memory while it runs)."""
         if self.name == "bernoulli":
             return torch.sigmoid(out)
         if self.name == "continuous_bernoulli":
