@@ -114,10 +114,10 @@ class DiscretizedLogistic(TorchDistribution):
         inv = self.scale.reciprocal()
         upper = (value + _HALF - self.loc) * inv  # a = (x + h - mu) / s
         lower = (value - _HALF - self.loc) * inv  # b = (x - h - mu) / s
-        width = _STEP * inv  # a - b, > 0
-        interior = logsigmoid(upper) + logsigmoid(-lower) + torch.log(-torch.expm1(-width))
+        log_below, log_above = logsigmoid(upper), logsigmoid(-lower)  # log F(x+h), log 1-F(x-h)
+        interior = log_below + log_above + torch.log(-torch.expm1(-_STEP * inv))  # a - b > 0
         k = (value * (LEVELS - 1)).round()
-        edge = torch.where(k <= 0, logsigmoid(upper), logsigmoid(-lower))
+        edge = torch.where(k <= 0, log_below, log_above)
         return torch.where((k <= 0) | (k >= LEVELS - 1), edge, interior)
 
     def sample(
