@@ -373,10 +373,13 @@ def _print_evaluation(metrics: dict, run_dir: Path) -> None:
             f"{metrics['latent_prior_energy_distance']:.3f}; report: {run_dir / 'report.md'}"
         )
         return
+    bits = metrics.get("test_bits_per_dim")
     print(
         f"test log p(x) {metrics['test_log_likelihood_nats']:.3f} ± "
         f"{metrics['test_log_likelihood_se']:.3f} nats per example "
-        f"(k={metrics['test_log_likelihood_particles']}); test ELBO "
+        f"(k={metrics['test_log_likelihood_particles']})"
+        + ("" if bits is None else f", {bits:.4f} bits/dim")
+        + "; test ELBO "
         f"{metrics['test_elbo_nats']:.3f}; {metrics['active_units']} of "
         f"{metrics['latent_dim']} units active; report: {run_dir / 'report.md'}"
     )

@@ -394,6 +394,7 @@ def evaluate_run(
                 seed=spec.train.seed,
                 progress=progress and process.is_writer,
                 process=process,
+                levels=trained.data.levels,
             )
         if not process.is_writer:
             return {}

@@ -34,6 +34,7 @@ __all__ = [
     "COLOR_SOURCES",
     "DATA_SOURCES",
     "DOWNLOADABLE_SOURCES",
+    "EIGHT_BIT_LIKELIHOODS",
     "FAMILY_KINDS",
     "IWAE_OBJECTIVES",
     "KINDS",
@@ -58,9 +59,11 @@ __all__ = [
     "toml_value",
 ]
 
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "laplace")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "laplace", "discretized_logistic")
 BINARY_LIKELIHOODS = ("bernoulli",)
-UNIT_INTERVAL_LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
+UNIT_INTERVAL_LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "discretized_logistic")
+EIGHT_BIT_LIKELIHOODS = ("discretized_logistic",)
+"""Likelihoods of pixels that take the 256 values k / 255 (the data must have 256 levels)."""
 KINDS = ("vae", "ae", "tied_ae", "denoising_ae", "sparse_ae", "cvae", "m2")
 AUTOENCODER_KINDS = ("ae", "tied_ae", "denoising_ae", "sparse_ae")
 """The deterministic ancestors of the VAE: point-mass guides, no prior."""
@@ -224,12 +227,16 @@ class NetworkSpec:
 class LikelihoodSpec:
     """The observation model p(x|z)."""
 
-    name: str = _field("bernoulli", c.choice(*LIKELIHOODS), "observation model")
+    name: str = _field(
+        "bernoulli",
+        c.choice(*LIKELIHOODS),
+        "observation model; discretized_logistic: 8-bit pixels k/255 (256 levels, e.g. MNIST)",
+    )
     scale: str | float = _field(
         "learned",
         c.scale_or_choice("learned", "decoder"),
         "gaussian/laplace scale: a fixed number, 'learned' (one parameter) or "
-        "'decoder' (predicted per pixel)",
+        "'decoder' (predicted per pixel); the discretized_logistic's is always the decoder's",
     )
 
 
@@ -481,9 +488,11 @@ def _check_consistency(spec: Spec) -> None:
             f"'{m.likelihood.name}'; use binarize = 'none' or 'auto'",
         )
     if m.likelihood.scale != "learned" and m.likelihood.name not in ("gaussian", "laplace"):
+        always = m.likelihood.name in EIGHT_BIT_LIKELIHOODS
         raise SpecError(
             "model.likelihood.scale",
-            f"only gaussian and laplace likelihoods have a scale, not '{m.likelihood.name}'",
+            f"only gaussian and laplace likelihoods have a scale, not '{m.likelihood.name}'"
+            + ("; its scale is always predicted by the decoder, so leave it out" if always else ""),
         )
     _check_networks(m)
     if m.kind in AUTOENCODER_KINDS:
@@ -667,6 +676,13 @@ def _check_tied(m: ModelSpec) -> None:
             "model.decoder.activation",
             f"a tied_ae's decoder uses the encoder's activation '{m.encoder.activation}', "
             f"got '{m.decoder.activation}'",
+        )
+    if m.likelihood.name in EIGHT_BIT_LIKELIHOODS:
+        raise SpecError(
+            "model.likelihood.name",
+            f"a tied_ae's decoder emits one number per pixel (the transposed first layer), "
+            f"but '{m.likelihood.name}' needs a location and a scale per pixel; use another "
+            "likelihood or model.kind = 'ae'",
         )
     if m.likelihood.scale == "decoder":
         raise SpecError(

@@ -203,7 +203,7 @@ def test_kl_per_dimension_matches_torch():
     assert torch.allclose(ours, theirs, atol=1e-6)
 
 
-def test_bits_per_dim_only_for_binary_data():
+def test_bits_per_dim_for_binary_data_and_none_for_continuous_data():
     torch.manual_seed(0)
     small = NetworkSpec(hidden=(8,))
     spec = ModelSpec(latent_dim=2, encoder=small, decoder=small)

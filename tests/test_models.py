@@ -20,6 +20,7 @@ LIKELIHOODS = [
     LikelihoodSpec("gaussian", 0.3),
     LikelihoodSpec("laplace", "learned"),
     LikelihoodSpec("laplace", "decoder"),
+    LikelihoodSpec("discretized_logistic"),
 ]
 
 
@@ -36,6 +37,8 @@ def make(likelihood: LikelihoodSpec, latent: int = 3, d: int = 12) -> VAE:
 
 def data_for(likelihood: LikelihoodSpec, n: int = 5, d: int = 12) -> torch.Tensor:
     x = torch.rand(n, d)
+    if likelihood.name == "discretized_logistic":  # 8-bit values k / 255
+        return (x * 255).round() / 255
     return torch.bernoulli(x) if likelihood.name == "bernoulli" else x
 
 
@@ -72,7 +75,7 @@ def test_conveniences_shapes_and_ranges(likelihood):
     assert vae.reconstruct(x).shape == (5, 12)
     samples = vae.sample(4, generator=torch.Generator().manual_seed(1))
     assert samples.shape == (4, 12)
-    if likelihood.name in ("bernoulli", "continuous_bernoulli"):
+    if likelihood.name in ("bernoulli", "continuous_bernoulli", "discretized_logistic"):
         assert ((samples >= 0) & (samples <= 1)).all()
 
 

@@ -532,6 +532,25 @@ FIELD_ERRORS = [
         "model.likelihood.scale",
         "only gaussian and laplace likelihoods have a scale, not 'continuous_bernoulli'",
     ),
+    (
+        {"model.likelihood.name": "discretized_logistic", "model.likelihood.scale": "decoder"},
+        "model.likelihood.scale",
+        "only gaussian and laplace likelihoods have a scale, not 'discretized_logistic'; its "
+        "scale is always predicted by the decoder, so leave it out",
+    ),
+    (
+        {"data.binarize": "static", "model.likelihood.name": "discretized_logistic"},
+        "data.binarize",
+        "binarized data need a Bernoulli likelihood, got model.likelihood.name = "
+        "'discretized_logistic'; use binarize = 'none' or 'auto'",
+    ),
+    (
+        {"model.kind": "tied_ae", "model.likelihood.name": "discretized_logistic"},
+        "model.likelihood.name",
+        "a tied_ae's decoder emits one number per pixel (the transposed first layer), but "
+        "'discretized_logistic' needs a location and a scale per pixel; use another likelihood "
+        "or model.kind = 'ae'",
+    ),
 ]
 
 

@@ -11,12 +11,13 @@ from typing import NamedTuple
 import numpy as np
 
 from pyrovae.errors import DataError
-from pyrovae.spec import UNIT_INTERVAL_LIKELIHOODS
+from pyrovae.spec import EIGHT_BIT_LIKELIHOODS, UNIT_INTERVAL_LIKELIHOODS
 
 __all__ = [
     "ValueRange",
     "check_finite",
     "check_labels",
+    "check_levels",
     "check_range",
     "check_shape",
     "check_value_range",
@@ -218,3 +219,25 @@ def check_value_range(values: ValueRange, likelihood: str, mode: str, origin: st
             "likelihood with data.binarize = 'none' needs 0/1 data; set data.binarize = "
             "'dynamic' or 'static', or model.likelihood.name = 'continuous_bernoulli'"
         )
+
+
+def check_levels(levels: int | None, likelihood: str, source: str, origin: str = "") -> None:
+    """8-bit data (256 levels, k / 255) for a likelihood of 8-bit pixels.
+
+    Parameters
+    ----------
+    levels : int or None
+        The source's :attr:`~pyrovae.data.source.Source.levels`; None for continuous data.
+    likelihood, source : str
+        The likelihood's name and the data source's (``data.name``).
+    origin : str
+        Where the data came from (a file path), named in error messages.
+    """
+    if likelihood not in EIGHT_BIT_LIKELIHOODS or levels == 256:
+        return
+    has = "continuous values" if levels is None else f"{levels} levels"
+    raise DataError(
+        f"{error_prefix(origin)}the {likelihood!r} likelihood models 8-bit pixels (256 levels, "
+        f"k / 255) but the {source} data have {has}; use 8-bit data (data.name = 'mnist') or "
+        "model.likelihood.name = 'gaussian', 'laplace' or 'continuous_bernoulli'"
+    )

@@ -34,6 +34,7 @@ from pyrovae.data.checks import (
     ValueRange,
     check_finite,
     check_labels,
+    check_levels,
     check_range,
     check_shape,
     check_value_range,
@@ -184,7 +185,7 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     ----------
     spec : DataSpec
     likelihood : str
-        One of ``"bernoulli"``, ``"continuous_bernoulli"``, ``"gaussian"``, ``"laplace"``.
+        One of :data:`~pyrovae.spec.LIKELIHOODS`.
 
     Returns
     -------
@@ -197,8 +198,9 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     ------
     DataError
         Missing, unreadable or empty files, bad shapes (no rows, no columns), NaN/inf,
-        too few rows, labels of the wrong length, or values that do not suit the
-        likelihood; for a file, the message names it.
+        too few rows, labels of the wrong length, values that do not suit the
+        likelihood, or data that are not 8-bit for ``"discretized_logistic"``; for a
+        file, the message names it.
     """
     if likelihood not in LIKELIHOODS:
         raise DataError(f"data: unknown likelihood {likelihood!r}; use one of {LIKELIHOODS}")
@@ -213,6 +215,7 @@ def load_data(spec: DataSpec, likelihood: str) -> Dataset:
     x, image_shape = check_x(source.x, source.origin)
     y = check_labels(source.y, len(x), source.origin)
     _check_colour(image_shape, mode, spec, source.origin)
+    check_levels(source.levels, likelihood, spec.name, source.origin)
     check_range(x, likelihood, mode, source.origin)
     parts = _split(source, len(x), spec)
     if spec.limit > 0:
@@ -252,6 +255,7 @@ def _load_stored(spec: DataSpec, source: Source, likelihood: str, mode: str) -> 
     file = NpyFile.of(source.x)
     y = check_labels(source.y, file.shape[0], source.origin)
     _check_colour(image_shape_of(source.x), mode, spec, source.origin)
+    check_levels(source.levels, likelihood, spec.name, source.origin)
     _check_file(file, likelihood, mode, source.origin)
     parts = _split(source, file.shape[0], spec)
     if spec.limit > 0:

@@ -11,7 +11,13 @@
   se_n^2 = Var(w) / (k E[w]^2), and is summed over examples for the mean.
 - Active units (Burda et al., 2016): dimension u is active when
   Cov_x(E_q[z_u | x]) exceeds :data:`ACTIVE_UNIT_THRESHOLD`.
-- Bits per dimension, for binary data: -log p(x) / (D ln 2).
+- Bits per dimension, -log2 P(x) / D, where P(x) is a probability of the data's
+  discrete values (:func:`bits_per_dim`): for binary data under a Bernoulli likelihood
+  and for 8-bit data (256 levels) under the discretized logistic it is exactly the
+  model's log p(x) in bits; for 8-bit data stored as k / 255 under a density (gaussian,
+  laplace, continuous_bernoulli) the density is turned into a probability by the bin
+  width 1/255, P(x) ~= p(x) / 255^D, an approximation (not the bound that uniform
+  dequantization would give).
 
 :func:`evaluate` draws each pass of rows of the log p(x) estimate from a stream of its
 own, seeded by the seed and the pass's index, so the passes can be shared out over the
@@ -33,6 +39,7 @@ from tqdm.auto import tqdm
 from pyrovae.models.m2 import M2
 from pyrovae.models.priors import GaussianMixture
 from pyrovae.models.vae import VAE
+from pyrovae.spec import EIGHT_BIT_LIKELIHOODS
 from pyrovae.train.objectives import log_weights
 from pyrovae.train.process import ProcessGroup
 
@@ -42,6 +49,8 @@ __all__ = [
     "Evaluation",
     "LogLikelihood",
     "active_units",
+    "bin_width",
+    "bits_per_dim",
     "chunked_log_weights",
     "elbo_parts",
     "evaluate",
@@ -89,6 +98,8 @@ class Evaluation(NamedTuple):
     active: torch.Tensor
     """``(L,)`` bool."""
     bits_per_dim: float | None
+    """-log2 P(x) / D (:func:`bits_per_dim`): binary data under a Bernoulli likelihood or
+    8-bit data; None for other data."""
 
     def to_metrics(self, prefix: str = "test") -> dict[str, Any]:
         """Flat ``metrics.json`` keys with units in their names."""
@@ -265,6 +276,39 @@ def _is_binary(vae: VAE, x: torch.Tensor) -> bool:
     return vae.likelihood.name == "bernoulli" and bool(((pixels == 0) | (pixels == 1)).all())
 
 
+def bin_width(vae: VAE, x: torch.Tensor, levels: int | None) -> float | None:
+    """The width w that turns ``vae``'s p(x) into a probability of the data's values,
+    P(x) = p(x) w^D, or None when there is none to give.
+
+    1 where p(x) already is a probability: a Bernoulli likelihood of binary ``x`` or the
+    discretized logistic of 8-bit data; 1 / 255 for a density (gaussian, laplace,
+    continuous_bernoulli) of 8-bit data stored as k / 255 (``levels = 256``), each value
+    standing for its bin [k/255 - 1/510, k/255 + 1/510] of the density's mass; None for
+    continuous data, or data of other levels under a density.
+    """
+    if _is_binary(vae, x) or (levels == 256 and vae.likelihood.name in EIGHT_BIT_LIKELIHOODS):
+        return 1.0
+    if levels == 256 and vae.likelihood.name != "bernoulli":
+        return 1.0 / (levels - 1)
+    return None
+
+
+def bits_per_dim(log_likelihood: float, dim: int, width: float = 1.0) -> float:
+    """-log2 P(x) / D with P(x) = p(x) * width^D: ``(-log p(x) - D ln width) / (D ln 2)``.
+
+    Parameters
+    ----------
+    log_likelihood : float
+        log p(x) of one example (or the mean over examples), nats.
+    dim : int
+        D, the values per example.
+    width : float
+        The bin width of :func:`bin_width`: 1 for a probability; 1 / 255 for a density of
+        8-bit data, which adds log2(255) ~= 7.99 bits per value to -log2 p(x) / D.
+    """
+    return (-log_likelihood - dim * math.log(width)) / (dim * math.log(2))
+
+
 class ElboParts(NamedTuple):
     """The ELBO's two parts per example, and the KL of each latent dimension."""
 
@@ -311,6 +355,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = False,
     process: ProcessGroup | None = None,
+    levels: int | None = None,
 ) -> Evaluation:
     """All held-out metrics of ``vae`` on ``x`` ``(N, D)``, seeded.
 
@@ -323,6 +368,10 @@ def evaluate(
     process : ProcessGroup, optional
         Processes that share the log p(x) passes out (every one calls ``evaluate`` and
         gets the same result, equal to one process's).
+    levels : int, optional
+        The values the data's pixels take (:attr:`~pyrovae.data.dataset.Dataset.levels`):
+        with 256, bits per dimension are reported for every likelihood
+        (:func:`bin_width`); binary data under a Bernoulli likelihood get them without.
     """
     device = next(vae.parameters()).device
     x = x.to(device)
@@ -334,7 +383,8 @@ def evaluate(
         )
     variance, active = active_units(parts.loc.cpu())
     mean_ll = ll.log_px.mean().item()
-    bits = -mean_ll / (vae.data_dim * math.log(2)) if _is_binary(vae, x) else None
+    width = bin_width(vae, x, levels)
+    bits = None if width is None else bits_per_dim(mean_ll, vae.data_dim, width)
     reconstruction, kl_total = parts.reconstruction.mean().item(), parts.kl.mean().item()
     return Evaluation(
         elbo=reconstruction - kl_total,

@@ -2,10 +2,11 @@
 
 For ``N`` replications at once: z ~ p(z) from the model's own prior (N(0, s^2 I) or the
 VampPrior), x ~ p(x|z) from its own likelihood (Bernoulli, continuous Bernoulli,
-Gaussian, Laplace: the decoder's distribution is sampled, so binary models see binary
-images), one encoder pass for q(z|x) = N(mu(x), diag sigma(x)^2), and the rank of each
-true z_d among ``L`` draws of q(z_d|x). If q(z|x) were the exact posterior p(z|x) of the
-decoder, every rank would be uniform on ``0..L``
+Gaussian, Laplace, discretized logistic: the decoder's distribution is sampled, so binary
+models see binary images and 8-bit ones 8-bit images), one encoder pass for
+q(z|x) = N(mu(x), diag sigma(x)^2), and the rank of each true z_d among ``L`` draws of
+q(z_d|x). If q(z|x) were the exact posterior p(z|x) of the decoder, every rank would be
+uniform on ``0..L``
 (:mod:`pyrovae.stats.ranks` tests them per latent dimension). A U shape says the
 encoder is overconfident in that dimension (q narrower than p(z|x)), an inverted U that it
 is underconfident, skewed ranks that its mean is biased. Since nothing is fitted per

@@ -4,7 +4,9 @@ A likelihood turns the decoder's output into a Pyro distribution over one
 example. The decoder emits ``outputs_per_pixel * D`` numbers per example:
 logits or locations, plus raw scales when the scale is predicted by the
 decoder (the Gaussian of Kingma & Welling with mu_theta(z) and
-Sigma_theta(z) = diag sigma_theta(z)^2).
+Sigma_theta(z) = diag sigma_theta(z)^2). The discretized logistic of 8-bit pixels
+(:mod:`pyrovae.models.discretized`) always takes its scale from the decoder: a location
+and a raw scale per pixel.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.functional import softplus
 
+from pyrovae.models.discretized import MIN_LOGISTIC_SCALE, DiscretizedLogistic
 from pyrovae.spec import LikelihoodSpec
 
 __all__ = ["MIN_SCALE", "Likelihood", "inverse_positive"]
@@ -50,7 +53,8 @@ class Likelihood(nn.Module):
         self.name = spec.name
         self.has_scale = spec.name in ("gaussian", "laplace")
         self.scale_mode = spec.scale if self.has_scale else None
-        self.outputs_per_pixel = 2 if self.scale_mode == "decoder" else 1
+        two = self.scale_mode == "decoder" or spec.name == "discretized_logistic"
+        self.outputs_per_pixel = 2 if two else 1
         if self.scale_mode == "learned":
             self.raw_scale = nn.Parameter(torch.tensor(inverse_positive(1.0)))
         elif isinstance(self.scale_mode, float):
@@ -77,15 +81,26 @@ class Likelihood(nn.Module):
             return dist.Bernoulli(logits=out).to_event(1)
         if self.name == "continuous_bernoulli":
             return dist.ContinuousBernoulli(logits=out).to_event(1)
+        if self.name == "discretized_logistic":
+            return self._discretized(out).to_event(1)
         loc, raw = self._split(out)
         scale = self.scale(raw).expand_as(loc)
         family = dist.Normal if self.name == "gaussian" else dist.Laplace
         return family(loc, scale).to_event(1)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
-        """E[x|z], shape ``out.shape[:-1] + (D,)``."""
+        """E[x|z], shape ``out.shape[:-1] + (D,)``; for the discretized logistic the exact
+        mean over the 256 values (16 times the output's memory while it runs)."""
         if self.name == "bernoulli":
             return torch.sigmoid(out)
         if self.name == "continuous_bernoulli":
             return dist.ContinuousBernoulli(logits=out).mean
+        if self.name == "discretized_logistic":
+            return self._discretized(out).mean
         return self._split(out)[0]
+
+    def _discretized(self, out: torch.Tensor) -> DiscretizedLogistic:
+        """The discretized logistic of each pixel: ``out`` ``(..., 2D)`` holds the
+        locations, then the raw scales ``s = softplus(raw) + MIN_LOGISTIC_SCALE``."""
+        loc, raw = out.chunk(2, dim=-1)
+        return DiscretizedLogistic(loc, softplus(raw) + MIN_LOGISTIC_SCALE)
