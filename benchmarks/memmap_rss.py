@@ -22,7 +22,7 @@ Prints ``name=value`` lines: for each part its peak resident memory (``VmHWM``) 
 ``RssAnon`` / ``RssFile`` of the process at its end, in MB (10^6 bytes), the file size,
 ``growth_mb=`` (the peak above what the process held at the start: Python, torch and
 pyrovae imported) and ``rss_over_file=`` (the memory-mapped run's whole peak over its
-file's size). The files are written in a temporary folder (or ``--path``) and deleted
+file's size), printed last. The files are written in a temporary folder (or ``--path``) and deleted
 afterwards.
 """
 
@@ -158,7 +158,6 @@ def main() -> None:
         print(f"seconds={seconds:.1f}")
         report("", mapped)
         print(f"growth_mb={mapped['VmHWM'] - resident:.1f}")
-        print(f"rss_over_file={mapped['VmHWM'] * MB / size:.3f}")
 
         write_images(small, args.baseline_gb, seed=1)
         small_size = small.stat().st_size
@@ -176,6 +175,7 @@ def main() -> None:
         print(f"mmap_scan_seconds={seconds:.1f}")
         assert isinstance(scanned, dict)
         report("mmap_scan", scanned)
+        print(f"rss_over_file={mapped['VmHWM'] * MB / size:.3f}")  # the headline, last
 
 
 if __name__ == "__main__":

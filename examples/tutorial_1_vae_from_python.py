@@ -71,8 +71,9 @@ rows = [f"| {key} | {round(value, 3)} |" for key, value in ev.to_metrics().items
 
 
 def tile(images, rows, cols, shape):
-    """Flattened images ``(rows * cols, H * W)`` as one grid, a blank pixel around each."""
-    framed = torch.nn.functional.pad(images.reshape(-1, *shape), (1, 1, 1, 1))
+    """Flattened grey images ``(rows * cols, H * W)`` as one grid, a blank pixel around
+    each; ``shape`` is the data's ``(C, H, W)`` with C = 1."""
+    framed = torch.nn.functional.pad(images.reshape(-1, *shape[-2:]), (1, 1, 1, 1))
     h, w = framed.shape[1:]
     return framed.reshape(rows, cols, h, w).permute(0, 2, 1, 3).reshape(rows * h, cols * w)
 

@@ -8,7 +8,7 @@ The public API, in the order data flow through it::
 or, stage by stage::
 
     data = load_data(spec.data, spec.model.likelihood.name)
-    model = build_model(spec.model, data.dim)   # a VAE, or an Autoencoder for the AE kinds
+    model = build_model(spec.model, data.dim, image=data.image_shape)  # a VAE or an Autoencoder
     result = fit(model, data, spec.train)
 """
 

@@ -208,7 +208,8 @@ class NetworkSpec:
         (32, 64),
         c.positive_int_tuple,
         "conv: channels of each convolution, from the image inward for an encoder and from "
-        "the feature map outward for a decoder (the decoder's default mirrors the encoder's)",
+        "the feature map outward for a decoder (defaults [32, 64] and [64, 32]; each "
+        "network keeps its own)",
     )
     kernel: int = _field(4, c.integer(1), "conv: kernel size of every convolution")
     stride: int = _field(2, c.integer(1), "conv: stride of every convolution")

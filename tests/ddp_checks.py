@@ -241,7 +241,7 @@ def memory_map(process: ProcessGroup, out: Path) -> dict[str, Any]:
     writes its own copy): the ranks' shares of a row store's minibatches."""
     path = out / f"x-rank{process.rank}.npy"
     rng = np.random.default_rng(0)
-    np.save(path, rng.integers(0, 256, size=(300, 2, 5, 5), dtype=np.uint8))
+    np.save(path, rng.integers(0, 256, size=(300, 1, 5, 10), dtype=np.uint8))  # grey
     found = {}
     for mapped in (False, True):
         overrides = ("data.name=arrays", f"data.path={str(path)!r}", "train.batch_size=64")

@@ -32,6 +32,7 @@ def test_train_writes_a_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--set", "train.epochs=2", *TINY]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        "architecture.md",
         "checkpoint.pt",
         "history.csv",
         "metrics.json",

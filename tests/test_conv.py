@@ -61,13 +61,24 @@ def test_the_encoder_reads_the_image_and_the_extra_inputs_and_any_batch_shape():
     changed_pixel[:, 0] += 1.0
     assert not encoder(changed_extra).allclose(out)
     assert not encoder(changed_pixel).allclose(out)
-    # the channel-major layout: pixel (c, h, w) sits at c * 36 + h * 6 + w
-    image = x[:, :72].reshape(7, 2, 6, 6)
-    first = encoder.convs[0]
-    direct = first(image)
-    flat = torch.cat([x[:, :72], x[:, 72:]], dim=1)
-    assert encoder.convs(flat[:, :72].reshape(7, 2, 6, 6)).shape[1:] == (4, 3, 3)
-    assert direct.shape == (7, 4, 3, 3)
+    # the channel-major layout: pixel (c, h, w) sits at c * 36 + h * 6 + w, and the
+    # extra inputs join the flattened features before the head
+    features = encoder.convs(x[:, :72].reshape(7, 2, 6, 6)).flatten(1)
+    by_hand = encoder.head(torch.cat([features, x[:, 72:]], dim=1))
+    assert torch.allclose(out, by_hand, atol=1e-6)
+
+
+def test_the_decoders_channel_groups_are_what_chunk_splits():
+    """Output group g (e.g. location, then scale) is transposed-conv channels g*C..(g+1)*C-1,
+    flattened channel-major: silencing the other group's channels zeroes its chunk."""
+    spec = NetworkSpec(kind="conv", hidden=(), channels=(4,), kernel=3)
+    decoder = build_decoder(3, 2 * 2 * 36, spec, (2, 6, 6))
+    last = decoder.deconvs[-1]
+    with torch.no_grad():
+        last.weight[:, 2:] = 0.0  # output channels 2, 3: the second group
+        last.bias[2:] = 0.0
+    first, second = decoder(torch.randn(5, 3)).chunk(2, dim=-1)
+    assert (second == 0).all() and (first != 0).any()
 
 
 def test_the_tied_conv_decoder_runs_the_encoders_kernels_transposed():
@@ -218,7 +229,8 @@ def test_conv_spec_errors_are_one_line_naming_the_field(overrides, field, words,
 def test_a_conv_run_reports_its_filters_and_its_layers(tmp_path, capsys):
     out = tmp_path / "run"
     args = [*CONV, "train.epochs=1", "data.limit=200", "model.encoder.channels=[8, 16]"]
-    code = main(["run", "--quiet", "--out", str(out), *[f"--set={a}" for a in args]])
+    cli = ["run", "--quiet", "--out", str(out), "--particles", "5", "--local-points", "0"]
+    code = main([*cli, *[f"--set={a}" for a in args]])
     assert code == 0, capsys.readouterr().err
     assert (out / "figures" / "conv_filters.png").is_file()
     assert not (out / "figures" / "max_activation.png").exists()
@@ -227,3 +239,27 @@ def test_a_conv_run_reports_its_filters_and_its_layers(tmp_path, capsys):
     assert "Conv2d(1→8, k4, s2, p1) | 8×4×4 |" in report
     assert "ConvTranspose2d(32→1, k4, s2, p1) | 1×8×8 |" in report
     assert "figures/conv_filters.png" in report
+
+
+def test_tensorboard_tiles_colour_images_with_their_channels_last():
+    from pyrovae.report.tensorboard import _grid
+
+    rows = torch.zeros(4, 3, 5, 6)
+    rows[:, 2] = 1.0  # blue
+    grid = _grid(rows.reshape(4, -1), (3, 5, 6))
+    assert grid.shape == (2 * 5 + 1, 2 * 6 + 1, 3)
+    assert (grid[:5, :6] == np.array([0.0, 0.0, 1.0], dtype=np.float32)).all()
+    assert (grid[5] == 1.0).all()  # the white gutter between the rows of tiles
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_unit_figures_and_tensorboard_take_any_channel_count(channels, tmp_path):
+    from pyrovae.report.latent_figures import plot_max_activation
+    from pyrovae.report.tensorboard import _grid
+
+    shape = (channels, 5, 6)
+    inputs = np.random.default_rng(0).normal(size=(7, channels * 30))
+    path = plot_max_activation(inputs, shape, tmp_path / "m.png")
+    assert imread(path).shape[2] in (3, 4)
+    grid = _grid(torch.rand(4, channels * 30), shape)
+    assert grid.shape == (11, 13, 3) and 0 <= grid.min() and grid.max() <= 1

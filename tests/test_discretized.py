@@ -153,6 +153,19 @@ def test_mean_is_the_sum_over_the_256_values():
     torch.testing.assert_close(DiscretizedLogistic(loc, scale).mean, direct, rtol=0, atol=1e-12)
 
 
+def test_mean_and_log_prob_have_the_gradients_of_their_formulas():
+    """gradcheck (finite differences in float64) through the in-place blocks of the mean
+    and through log_prob, in the tails and in the middle."""
+    loc = torch.tensor([-0.3, 0.0, 0.37, 0.5, 1.0, 1.4], dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor([0.002, 0.05, 0.01, 0.3, 0.02, 0.1], dtype=torch.float64)
+    scale.requires_grad_(True)
+    x = torch.tensor([0.0, 0.0, 94 / 255, 0.5 + 0.5 / 255, 1.0, 1.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda m, s: DiscretizedLogistic(m, s).mean, (loc, scale))
+    assert torch.autograd.gradcheck(
+        lambda m, s: DiscretizedLogistic(m, s).log_prob(x), (loc, scale)
+    )
+
+
 def test_likelihood_emits_two_numbers_per_pixel_and_its_mean():
     likelihood = Likelihood(LikelihoodSpec("discretized_logistic"))
     assert likelihood.outputs_per_pixel == 2

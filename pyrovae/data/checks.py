@@ -238,6 +238,7 @@ def check_levels(levels: int | None, likelihood: str, source: str, origin: str =
     has = "continuous values" if levels is None else f"{levels} levels"
     raise DataError(
         f"{error_prefix(origin)}the {likelihood!r} likelihood models 8-bit pixels (256 levels, "
-        f"k / 255) but the {source} data have {has}; use 8-bit data (data.name = 'mnist') or "
-        "model.likelihood.name = 'gaussian', 'laplace' or 'continuous_bernoulli'"
+        f"k / 255) but the {source} data have {has}; use 8-bit data (an image source, or "
+        "an arrays file saved as uint8) or model.likelihood.name = 'gaussian', 'laplace' "
+        "or 'continuous_bernoulli'"
     )

@@ -285,6 +285,7 @@ def _load_stored(spec: DataSpec, source: Source, likelihood: str, mode: str) -> 
         dynamic_binarization=mode == "dynamic",
         truth=source.truth,
         levels=source.levels if mode == "none" else None,
+        class_names=source.class_names,
     )
 
 

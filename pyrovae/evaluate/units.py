@@ -71,23 +71,48 @@ class FilterPatches(NamedTuple):
 
 
 @torch.no_grad()
-def conv_filter_patches(model: LatentModel, x: torch.Tensor, top: int = 6) -> FilterPatches:
+def conv_filter_patches(
+    model: LatentModel, x: torch.Tensor, top: int = 6, chunk: int = 64
+) -> FilterPatches:
     """The first convolution's filters and the ``top`` patches of ``x`` ``(N, D)`` that
-    activate each most (the encoder must be a :class:`~pyrovae.nets.conv.ConvEncoder`)."""
+    activate each most (the encoder must be a :class:`~pyrovae.nets.conv.ConvEncoder`).
+
+    The images are scored ``chunk`` at a time with the convolution itself and only a
+    running top ``top`` per filter is kept, so memory does not grow with N; only the
+    winning patches are cut out.
+    """
     encoder = model.encoder
     if not isinstance(encoder, ConvEncoder):
         raise TypeError("conv_filter_patches needs a conv encoder")
     conv = next(m for m in encoder.convs if isinstance(m, nn.Conv2d))
     c, h, w = encoder.image
-    k, g = conv.kernel_size, encoder.geometry
     images = x[:, : c * h * w].reshape(-1, c, h, w).to(conv.weight)
-    cols = F.unfold(images, k, padding=g.padding, stride=g.stride)  # (N, C*k*k, L)
-    weight = conv.weight.reshape(conv.out_channels, -1)
-    scores = torch.einsum("fp,npl->fnl", weight, cols)
-    if conv.bias is not None:
-        scores = scores + conv.bias[:, None, None]
-    flat = scores.reshape(conv.out_channels, -1)
-    best, where = flat.topk(min(top, flat.shape[1]), dim=1)
-    image, place = where // cols.shape[2], where % cols.shape[2]
-    patches = cols[image, :, place].reshape(*where.shape, c, *k)
+    best = images.new_full((conv.out_channels, 0), -torch.inf)
+    where = torch.zeros((conv.out_channels, 0), dtype=torch.long, device=images.device)
+    for first in range(0, images.shape[0], chunk):
+        scores = conv(images[first : first + chunk]).transpose(0, 1)  # (F, n, h', w')
+        flat = scores.reshape(conv.out_channels, -1)
+        offset = first * scores.shape[2] * scores.shape[3]  # positions before this chunk
+        values, places = flat.topk(min(top, flat.shape[1]), dim=1)
+        best, keep = torch.cat([best, values], 1).topk(min(top, best.shape[1] + values.shape[1]), 1)
+        where = torch.cat([where, places + offset], 1).gather(1, keep)
+    patches = _patches(images, where, conv, encoder.geometry.sizes[1])
     return FilterPatches(conv.weight.detach().clone(), patches, best)
+
+
+def _patches(
+    images: torch.Tensor, where: torch.Tensor, conv: nn.Conv2d, size: tuple[int, int]
+) -> torch.Tensor:
+    """The input windows ``(F, top, C, k, k)`` (zero padding included) at flat positions
+    ``where`` ``(F, top)`` = image * h' * w' + row * w' + column of the output map."""
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    ph, pw = cast(tuple[int, int], conv.padding)  # numbers: a conv encoder's padding
+    padded = F.pad(images, (pw, pw, ph, ph))
+    per_image = size[0] * size[1]
+    image, rest = where // per_image, where % per_image
+    rows, cols = (rest // size[1]) * sh, (rest % size[1]) * sw
+    out = [
+        [padded[i, :, r : r + kh, q : q + kw] for i, r, q in zip(a, b, d, strict=True)]
+        for a, b, d in zip(image.tolist(), rows.tolist(), cols.tolist(), strict=True)
+    ]
+    return torch.stack([torch.stack(row) for row in out])

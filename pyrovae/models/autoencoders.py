@@ -163,7 +163,6 @@ class Autoencoder(PyroModule):
         self.data_dim = data_dim
         self.latent_dim = spec.latent_dim
         self.prior_scale = 1.0
-        self.image_shape = None if image is None else tuple(int(v) for v in image)
         self.encoder = build_encoder(data_dim, spec.latent_dim, spec.encoder, image)
         self.likelihood = Likelihood(spec.likelihood)
         if self.kind == "tied_ae":

@@ -82,7 +82,6 @@ class VAE(PyroModule):
         self.spec = spec
         self.data_dim = data_dim
         self.latent_dim = spec.latent_dim
-        self.image_shape = None if image is None else tuple(int(v) for v in image)
         self.encoder = build_encoder(
             data_dim + condition_dim, 2 * spec.latent_dim, spec.encoder, image
         )

@@ -39,6 +39,7 @@ __all__ = [
     "conv_decoder",
     "conv_encoder",
     "conv_geometry",
+    "padding_of",
 ]
 
 

@@ -12,8 +12,10 @@ saved without tight bounding boxes, so the PNG is exactly
 ``SIZES[name][0] * DPI`` by ``SIZES[name][1] * DPI`` pixels (see
 :func:`pixel_size`).
 
-Images (``image_shape`` given) are drawn in ``IMAGE_CMAP`` (dark ink on white)
-on a shared scale: [0, 1] when all values lie there, their range otherwise.
+Images (``image_shape`` given, ``(C, H, W)`` with rows flattened channel-major) are
+drawn on a shared scale, [0, 1] when all values lie there, their range otherwise: one
+channel in ``IMAGE_CMAP`` (dark ink on white), three in colour, other channel counts as
+the grey of their mean.
 """
 
 from __future__ import annotations

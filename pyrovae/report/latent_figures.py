@@ -29,6 +29,7 @@ from pyrovae.report.figures import (
 __all__ = [
     "DISTANCE_BARS",
     "ENERGY_BARS",
+    "MAX_FILTERS",
     "MAX_UNITS",
     "plot_conv_filters",
     "plot_denoising",
@@ -71,9 +72,11 @@ def plot_max_activation(inputs, image_shape: Sequence[int], path) -> Path:
     ----------
     inputs : Tensor or array, shape (U, D), U >= 1
         Row i is W_i / ||W_i|| (:func:`pyrovae.evaluate.units.max_activation_inputs`);
-        the first :data:`MAX_UNITS` are drawn, on one symmetric colour scale.
+        the first :data:`MAX_UNITS` are drawn. Grey images (C = 1) share one symmetric
+        diverging scale; colour images (C = 3) are drawn in colour, each unit stretched
+        to [0, 1]; other channel counts show the mean over the channels.
     image_shape : (C, H, W) or (H, W)
-        H * W == D.
+        C * H * W == D.
     path : str or Path
         PNG to write; ``SIZES["max_activation"]``.
     """
@@ -81,24 +84,43 @@ def plot_max_activation(inputs, image_shape: Sequence[int], path) -> Path:
     if inputs.shape[0] == 0:
         raise ValueError("max_activation: no units to plot")
     shown = inputs[:MAX_UNITS]
-    images = as_images(shown, image_shape, "inputs")
-    cols = math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / cols)
-    limit = float(np.nanmax(np.abs(images))) or 1.0
+    channels = int(image_shape[0]) if len(image_shape) == 3 else 1
+    cols = math.ceil(math.sqrt(len(shown)))
+    rows = math.ceil(len(shown) / cols)
     fig = new_figure("max_activation")
     ax = fig.subplots()
-    cmap = colormaps[FEATURE_CMAP].with_extremes(bad="white")
-    tiled = np.ma.masked_invalid(mosaic(images, rows, cols))
-    mesh = ax.imshow(tiled, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.colorbar(mesh, ax=ax, shrink=0.6, label="x_j = W_ij / ||W_i||")
+    if channels == 3:
+        stretched = _stretched(shown)
+        show_image(ax, mosaic(as_images(stretched, image_shape, "inputs"), rows, cols), (0, 1))
+        how = "colour: each unit stretched to [0, 1]"
+    else:
+        grey = shown.reshape(len(shown), channels, -1).mean(1)
+        images = as_images(grey, image_hw(image_shape), "inputs")
+        limit = float(np.nanmax(np.abs(images))) or 1.0
+        cmap = colormaps[FEATURE_CMAP].with_extremes(bad="white")
+        tiled = np.ma.masked_invalid(mosaic(images, rows, cols))
+        mesh = ax.imshow(tiled, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        label = "x_j = W_ij / ||W_i||" + (" (mean over channels)" if channels > 1 else "")
+        fig.colorbar(mesh, ax=ax, shrink=0.6, label=label)
+        how = "red: positive weight, blue: negative"
     ax.set_title(
         f"Inputs of norm 1 that maximally activate each first-layer unit\n"
-        f"({len(images)} of {inputs.shape[0]} units; red: positive weight, blue: negative)",
+        f"({len(shown)} of {inputs.shape[0]} units; {how})",
         fontsize=12,
     )
     return save_figure(fig, path)
+
+
+def _stretched(rows: np.ndarray) -> np.ndarray:
+    """Each row ``(n, D)`` mapped linearly onto [0, 1] (a constant row to 0)."""
+    lo, hi = rows.min(1, keepdims=True), rows.max(1, keepdims=True)
+    return (rows - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+MAX_FILTERS = 16
+"""Most filters drawn by :func:`plot_conv_filters`, one row each."""
 
 
 def plot_conv_filters(filters, patches, path) -> Path:
@@ -139,18 +161,11 @@ def plot_conv_filters(filters, patches, path) -> Path:
     return save_figure(fig, path)
 
 
-MAX_FILTERS = 16
-"""Most filters drawn by :func:`plot_conv_filters`, one row each."""
-
-
 def _filter_colours(w: np.ndarray) -> np.ndarray:
     """Kernels ``(F, C, k, k)`` as RGB ``(F, k, k, 3)``."""
     n = len(w)
     if w.shape[1] == 3:
-        flat = w.reshape(n, -1)
-        lo, hi = flat.min(1)[:, None], flat.max(1)[:, None]
-        scaled = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
-        return as_images(scaled, w.shape[1:], "filters")
+        return as_images(_stretched(w.reshape(n, -1)), w.shape[1:], "filters")
     mean = w.mean(1)
     limit = float(np.abs(mean).max()) or 1.0
     return colormaps[FEATURE_CMAP]((mean / limit + 1) / 2)[..., :3]

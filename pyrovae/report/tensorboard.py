@@ -36,7 +36,7 @@ from pyrovae.data.dataset import Dataset
 from pyrovae.errors import UserError
 from pyrovae.evaluate.likelihood import elbo_parts
 from pyrovae.models import VAE, LatentModel
-from pyrovae.report.figures import as_images, image_range, mosaic
+from pyrovae.report.figures import as_images, as_rgb, image_range, mosaic
 from pyrovae.train.state import TrainState
 
 __all__ = ["MONITORED", "TENSORBOARD_DIR", "TensorBoardLog", "require_tensorboard"]
@@ -154,10 +154,13 @@ def _last_lr(optimizer_state: dict[str, Any]) -> float:
 
 def _grid(rows: torch.Tensor, image_shape: Sequence[int]) -> np.ndarray:
     """Rows ``(n, C * H * W)`` tiled in two rows of images, in [0, 1] (the data's own range
-    mapped there), gutters white: ``(H', W')``, or ``(H', W', C)`` for colour, float32."""
+    mapped there), gutters white: ``(H', W')`` for one channel, ``(H', W', 3)`` for more
+    (colour for 3, the channels' mean as grey otherwise), float32."""
     values = rows.detach().to("cpu", torch.float64).numpy()
     images = as_images(values, image_shape, "images")
     tiled = mosaic(images, 2, -(-images.shape[0] // 2))
     lo, hi = image_range(values)
+    if tiled.ndim == 3:  # colour, or 2 or 4+ channels shown as grey: (H', W', 3)
+        return as_rgb(tiled, (lo, hi)).astype(np.float32)
     scaled = np.clip((tiled - lo) / (hi - lo), 0.0, 1.0)
     return np.nan_to_num(scaled, nan=1.0).astype(np.float32)
