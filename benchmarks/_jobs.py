@@ -31,3 +31,25 @@ def mean_sd(values: list[float], digits: int) -> str:
     """``mean ± sd`` over seeds, with ``digits`` decimals (sd nan for one value)."""
     sd = statistics.stdev(values) if len(values) > 1 else math.nan
     return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def paired_difference(ours: list[dict], theirs: list[dict]) -> tuple[float, float]:
+    """Mean and sd over seeds of ``ours[i]["log_px"] - theirs[i]["log_px"]`` (sd nan for
+    one seed)."""
+    diffs = [a["log_px"] - b["log_px"] for a, b in zip(ours, theirs, strict=True)]
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+    return statistics.mean(diffs), sd
+
+
+def print_budget_tables(selection: list[dict], sides: list[tuple[str, list[dict]]]) -> None:
+    """The selection's validation scores, then each side's epochs and test log p(x) over
+    seeds, as Markdown tables."""
+    print("| candidate | epochs | validation log p(x) |")
+    print("| --- | --- | --- |")
+    for r in selection:
+        print(f"| {r['name']} | {r['epochs']} | {r['log_px']:.2f} |")
+    print("| side | epochs (mean over seeds) | test log p(x), mean ± sd over seeds |")
+    print("| --- | --- | --- |")
+    for name, rows in sides:
+        epochs = statistics.mean(r["epochs"] for r in rows)
+        print(f"| {name} | {epochs:.0f} | {mean_sd([r['log_px'] for r in rows], 2)} |")

@@ -25,15 +25,13 @@ log p(x)>``, after ``conv_minus_mlp_sd=`` (sd over seeds; nan for one seed).
 from __future__ import annotations
 
 import argparse
-import math
 import multiprocessing as mp
-import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from _jobs import mean_sd, run_pairs
+from _jobs import paired_difference, print_budget_tables, run_pairs
 
 from pyrovae.data import load_data
 from pyrovae.evaluate.likelihood import importance_log_likelihood
@@ -150,23 +148,10 @@ def main() -> None:
         results = run_pairs(pool, job, tests, _describe)
     conv = [r for r in results if r["file"] == "mnist_conv.toml"]
     mlp = [r for r in results if r["file"] == "mnist.toml"]
-    _print_table(selection, conv, mlp)
-    diffs = [a["log_px"] - b["log_px"] for a, b in zip(conv, mlp, strict=True)]
-    sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+    print_budget_tables(selection, [(conv[0]["name"], conv), (mlp[0]["name"], mlp)])
+    mean, sd = paired_difference(conv, mlp)
     print(f"conv_minus_mlp_sd={sd:.2f}")
-    print(f"conv_minus_mlp_nats={statistics.mean(diffs):.2f}")
-
-
-def _print_table(selection: list[dict], conv: list[dict], mlp: list[dict]) -> None:
-    print("| candidate | epochs | validation log p(x) |")
-    print("| --- | --- | --- |")
-    for r in selection:
-        print(f"| {r['name']} | {r['epochs']} | {r['log_px']:.2f} |")
-    print("| side | epochs (mean over seeds) | test log p(x), mean ± sd over seeds |")
-    print("| --- | --- | --- |")
-    for rows in (conv, mlp):
-        epochs = statistics.mean(r["epochs"] for r in rows)
-        print(f"| {rows[0]['name']} | {epochs:.0f} | {mean_sd([r['log_px'] for r in rows], 2)} |")
+    print(f"conv_minus_mlp_nats={mean:.2f}")
 
 
 if __name__ == "__main__":

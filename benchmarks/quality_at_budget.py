@@ -32,9 +32,7 @@ and ``advantage_nats=<mean over seeds of pyrovae minus recipe>``.
 from __future__ import annotations
 
 import argparse
-import math
 import multiprocessing as mp
-import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -43,7 +41,7 @@ from pathlib import Path
 import pyro
 import pyro.distributions as dist
 import torch
-from _jobs import mean_sd, run_pairs
+from _jobs import paired_difference, print_budget_tables, run_pairs
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
@@ -207,26 +205,12 @@ def main() -> None:
         results = run_pairs(pool, job, tests, _describe)
     ours = [r for r in results if r["side"] == "pyrovae"]
     theirs = [r for r in results if r["side"] == "recipe"]
-    _print_table(selection, ours, theirs)
-    diffs = [a["log_px"] - b["log_px"] for a, b in zip(ours, theirs, strict=True)]
-    mean = statistics.mean(diffs)
-    sd = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+    print_budget_tables(selection, [("pyrovae (selected)", ours), ("Pyro-example recipe", theirs)])
+    mean, sd = paired_difference(ours, theirs)
     clears = "yes" if mean - 2.0 > sd else "no"
     print(f"clears 2 nats by more than the spread: {clears}")
     print(f"advantage_sd={sd:.2f}")
     print(f"advantage_nats={mean:.2f}")
-
-
-def _print_table(selection: list[dict], ours: list[dict], theirs: list[dict]) -> None:
-    print("| candidate | epochs | validation log p(x) |")
-    print("| --- | --- | --- |")
-    for r in selection:
-        print(f"| {r['name']} | {r['epochs']} | {r['log_px']:.2f} |")
-    print("| side | epochs (mean over seeds) | test log p(x), mean ± sd over seeds |")
-    print("| --- | --- | --- |")
-    for name, rows in (("pyrovae (selected)", ours), ("Pyro-example recipe", theirs)):
-        epochs = statistics.mean(r["epochs"] for r in rows)
-        print(f"| {name} | {epochs:.0f} | {mean_sd([r['log_px'] for r in rows], 2)} |")
 
 
 if __name__ == "__main__":
