@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import pyrovae.data.cifar
@@ -566,3 +567,22 @@ def test_the_cifar10_example_spec_trains_on_a_tiny_batch_file_and_reports_bits(t
     report = (out / "report.md").read_text()
     assert "bits/dim" in report and "of shape 3×32×32 = 3072 values" in report
     assert (out / "figures" / "conv_filters.png").is_file()
+
+
+def test_an_image_is_turned_upright_by_its_exif_orientation(tmp_path):
+    """A phone stores a portrait photo sideways with EXIF orientation 6 (turn 90 degrees
+    clockwise to view): it is read as viewers show it, and its size counts upright."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    stored = np.zeros((4, 6), np.uint8)
+    stored[0, 0] = 255  # the stored top-left pixel ends up top-right when turned
+    turned = Image.fromarray(stored)
+    exif = turned.getexif()
+    exif[0x0112] = 6
+    turned.save(folder / "a.png", exif=exif)
+    Image.fromarray(np.zeros((6, 4), np.uint8)).save(folder / "b.png")  # upright, 6 x 4
+    data = load_data(spec("image_folder", folder, test_fraction=0.5), "gaussian")
+    assert data.image_shape == (1, 6, 4)  # no mixed-size error: both are 6 high, 4 wide
+    rows = torch.cat([data.train, data.validation, data.test]).reshape(-1, 6, 4)
+    lit = [r for r in rows if r.max() > 0]
+    assert len(lit) == 1 and lit[0][0, 3] == 1.0 and lit[0].sum() == 1.0

@@ -8,7 +8,9 @@ with a dot, are ignored.
 
 Every image is converted with Pillow to one channel (mode ``L``) or three (``RGB``,
 alpha dropped): ``data.color = "auto"`` picks RGB when any image is stored in a colour
-mode and grey otherwise. With ``data.image_size = [H, W]`` each image is then resized to
+mode and grey otherwise. Images are turned upright first, as viewers show them, by their
+EXIF orientation (a phone's photo is stored sideways with a tag). With
+``data.image_size = [H, W]`` each image is then resized to
 it with Pillow's LANCZOS filter; without, every image must have the same size. Images are
 decoded one at a time into one preallocated float32 array (pixels / 255), with a progress
 bar on stderr past :data:`PROGRESS_FROM` files. The split is a permutation seeded with
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from pyrovae.data.source import Source, one_line
@@ -40,6 +42,10 @@ WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 clips every value above 255."""
 PROGRESS_FROM = 1000
 """A progress bar is shown when a folder holds more images than this."""
+_ORIENTATION = 0x0112
+"""The EXIF tag of how a camera held the picture (phones store photos sideways)."""
+_TURNED = frozenset({5, 6, 7, 8})
+"""Orientations that swap height and width."""
 _ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
 """What Pillow raises for a damaged, truncated or hostile file."""
 
@@ -101,10 +107,14 @@ def _unreadable(path: Path, err: BaseException) -> DataError:
 
 
 def _header(path: Path, label: int) -> _Header:
-    """Size and mode from the file's header (Pillow decodes lazily)."""
+    """Size (as shown: after the EXIF orientation) and mode from the file's header (Pillow
+    decodes lazily)."""
     try:
         with Image.open(path) as image:
-            header = _Header(path, label, (image.height, image.width), image.mode)
+            size = (image.height, image.width)
+            if image.getexif().get(_ORIENTATION) in _TURNED:
+                size = size[::-1]
+            header = _Header(path, label, size, image.mode)
     except _ERRORS as err:
         raise _unreadable(path, err) from None
     if header.mode in WIDE_MODES:
@@ -132,10 +142,11 @@ def _target_size(headers: list[_Header], image_size: tuple[int, ...]) -> tuple[i
 
 
 def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """The image converted to ``mode`` and resized: uint8 (H, W) or (H, W, 3)."""
+    """The image turned upright (its EXIF orientation), converted to ``mode`` and resized:
+    uint8 (H, W) or (H, W, 3)."""
     try:
         with Image.open(path) as image:
-            converted = image.convert(mode)
+            converted = ImageOps.exif_transpose(image).convert(mode)
         if (converted.height, converted.width) != size:
             converted = converted.resize((size[1], size[0]), Image.Resampling.LANCZOS)
         return np.asarray(converted, dtype=np.uint8)
