@@ -114,7 +114,7 @@ def job(task: dict) -> dict:
         test_x = split_rows(data.validation)[0]
         test_y = load_data(spec.data, spec.model.likelihood.name).validation_labels
     if task["side"] == "m2":
-        model = build(spec, data.dim, data.classes)
+        model = build(spec, data.dim, data.classes, data.image_shape)
         result = fit(model, data, spec.train, progress=False)
         assert isinstance(model, M2)
         with torch.no_grad():
@@ -154,7 +154,7 @@ def enumeration_cost(mnist: str, repeats: int = 30) -> tuple[float, float, float
     torch.set_num_threads(1)
     spec = _spec(mnist, 10, 0, 60, 0.1)
     data = load_spec_data(spec)
-    model = build(spec, data.dim, data.classes)
+    model = build(spec, data.dim, data.classes, data.image_shape)
     assert isinstance(model, M2)
     rows = hide_labels(data.train[:128])
     rows = torch.cat([binarize(rows[:, :-1], torch.Generator().manual_seed(0)), rows[:, -1:]], 1)

@@ -42,6 +42,20 @@ GRADIENT_CASES: dict[str, tuple[str, ...]] = {
     "ae": ("model.kind=ae",),
     "tied_ae": ("model.kind=tied_ae",),
     "cvae": ("model.kind=cvae",),
+    "conv": (
+        "model.encoder.kind=conv",
+        "model.decoder.kind=conv",
+        "model.encoder.channels=[4, 8]",
+        "model.decoder.channels=[8, 4]",
+    ),  # no group norm here: it zeroes the exact gradient of the bias before it, which
+    # leaves only rounding noise for a relative comparison
+    "tied_conv_ae": (
+        "model.kind=tied_ae",
+        "model.encoder.kind=conv",
+        "model.decoder.kind=conv",
+        "model.encoder.channels=[4, 8]",
+        "model.decoder.channels=[8, 4]",
+    ),
 }
 """Spec overrides per gradient check: every objective, and the cases where a parameter
 gets no gradient (a VampPrior's pseudo-inputs at KL weight 0)."""
@@ -82,7 +96,7 @@ def case_gradients(case: str, process: ProcessGroup) -> dict[str, torch.Tensor |
     :data:`GRADIENT_ROWS` training rows, this process taking its share of them."""
     spec = spec_for(*GRADIENT_CASES[case])
     data = load_spec_data(spec)
-    model = build(spec, data.dim, data.classes)
+    model = build(spec, data.dim, data.classes, data.image_shape)
     model.init_from_data(data.train, torch.Generator().manual_seed(0))
     x = data.train[:GRADIENT_ROWS].clone()
     x[:, : data.dim] = (x[:, : data.dim] > 0.5).float()  # binary, as Bernoulli wants
@@ -107,7 +121,7 @@ def case_gradients(case: str, process: ProcessGroup) -> dict[str, torch.Tensor |
 
 def fit_result(spec: Spec, process: ProcessGroup, **kwargs: Any):
     data = load_spec_data(spec)
-    model = build(spec, data.dim, data.classes)
+    model = build(spec, data.dim, data.classes, data.image_shape)
     result = fit(model, data, spec.train, progress=False, process=process, **kwargs)
     return model, result
 

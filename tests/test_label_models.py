@@ -205,7 +205,7 @@ def test_m2_learns_two_clusters_from_two_labels_per_class(tmp_path):
     )
     data = load_spec_data(spec)
     assert int((split_rows(data.train)[1] != HIDDEN).sum()) == 4
-    model = build(spec, data.dim, data.classes)
+    model = build(spec, data.dim, data.classes, data.image_shape)
     assert isinstance(model, M2)
     fit(model, data, spec.train, progress=False)
     x, y = split_rows(data.test)

@@ -262,8 +262,9 @@ def _image(image: Sequence[int] | None, field: str) -> Sequence[int]:
     if image is None:
         raise SpecError(
             f"{field}.kind",
-            "a conv network needs images, but the data are rows without an image shape; "
-            "use kind = 'mlp', or give images ((N, H, W) or (N, C, H, W) arrays)",
+            "a conv network needs images, but no image shape was given: the data are rows "
+            "without one (use kind = 'mlp', or give (N, H, W) or (N, C, H, W) arrays), or "
+            "build_model was called without image=data.image_shape",
         )
     return image
 
