@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data import data_error
 
 import pyrovae.data.cifar
 import pyrovae.data.image_folder
@@ -43,14 +44,6 @@ TINY = [
 
 def spec(name: str, path: Path, **kw) -> DataSpec:
     return replace(DataSpec(), name=name, path=str(path), **kw)
-
-
-def data_error(data: DataSpec, likelihood: str = "gaussian") -> str:
-    with pytest.raises(DataError) as info:
-        load_data(data, likelihood)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def cli_error(capsys, tmp_path: Path, *sets: str) -> str:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyrovae.data.disk import as_values
-from pyrovae.data.source import Source, one_line
+from pyrovae.data.source import Source, as_values, one_line
 from pyrovae.errors import DataError
 from pyrovae.spec import DataSpec
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pyrovae.data.download import download_files
-from pyrovae.data.source import Source, one_line
+from pyrovae.data.source import Source, as_values, one_line
 from pyrovae.errors import DataError
 from pyrovae.spec import DataSpec
 
@@ -237,7 +237,7 @@ def load_cifar10(spec: DataSpec) -> Source:
         x = grayscale(x)
     y = np.concatenate([b[1] for b in train] + [test[1]])
     return Source(
-        x / np.float32(255),
+        as_values(x),
         y,
         ordered=True,
         n_test=len(test[0]),

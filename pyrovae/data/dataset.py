@@ -45,10 +45,10 @@ from pyrovae.data.checks import (
 )
 from pyrovae.data.cifar import load_cifar10
 from pyrovae.data.digits import load_digits
-from pyrovae.data.disk import NpyFile, Rows, RowStore, as_values, file_chunks
+from pyrovae.data.disk import NpyFile, Rows, RowStore, file_chunks
 from pyrovae.data.image_folder import load_image_folder
 from pyrovae.data.mnist import load_idx_source
-from pyrovae.data.source import LinearGaussianTruth, Source
+from pyrovae.data.source import LinearGaussianTruth, Source, as_values
 from pyrovae.data.synthetic import load_synthetic
 from pyrovae.errors import DataError
 from pyrovae.spec import COLOR_SOURCES, LIKELIHOODS, DataSpec

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pyrovae.data.source import as_values
 from pyrovae.errors import DataError
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "NpyFile",
     "RowStore",
     "Rows",
-    "as_values",
     "file_chunks",
     "read_rows",
     "sample_rows",
@@ -46,22 +46,6 @@ SAMPLE_ROWS = 10_000
 
 _PROGRESS_BYTES = 256 * 2**20
 """Files at least this big show a progress bar while they are checked."""
-
-
-def as_values(x: np.ndarray) -> np.ndarray:
-    """The values of rows as float32: 8-bit values (uint8) as k / 255, others as they are.
-
-    Parameters
-    ----------
-    x : numpy.ndarray, shape (n, ...)
-
-    Returns
-    -------
-    numpy.ndarray, shape (n, ...), float32
-    """
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255)
-    return np.asarray(x, dtype=np.float32)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pyrovae.data.idx import IDX_DATASETS, IdxDataset, download_idx, read_idx
-from pyrovae.data.source import Source
+from pyrovae.data.source import Source, as_values
 from pyrovae.errors import DataError
 from pyrovae.spec import DataSpec
 
@@ -65,7 +65,7 @@ def load_idx_source(spec: DataSpec) -> Source:
     names = dataset.class_names
     train = _idx_pair(folder, "train")
     if train is None:
-        x = test[0] / np.float32(255)
+        x = as_values(test[0])
         return Source(x, test[1], ordered=True, origin=str(folder), levels=256, class_names=names)
     if len(train[0]) != len(train[1]) or len(test[0]) != len(test[1]):
         raise DataError(
@@ -76,7 +76,7 @@ def load_idx_source(spec: DataSpec) -> Source:
             f"data: {dataset.title} train images in {folder} are {train[0].shape[1:]} but "
             f"t10k images are {test[0].shape[1:]}; re-download"
         )
-    x = np.concatenate([train[0], test[0]]) / np.float32(255)
+    x = as_values(np.concatenate([train[0], test[0]]))
     y = np.concatenate([train[1], test[1]])
     n_test = len(test[0])
     return Source(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["LinearGaussianTruth", "Source", "one_line"]
+__all__ = ["LinearGaussianTruth", "Source", "as_values", "one_line"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +49,22 @@ class Source:
     origin: str = ""
     levels: int | None = None
     class_names: tuple[str, ...] | None = None
+
+
+def as_values(x: np.ndarray) -> np.ndarray:
+    """The values of rows as float32: 8-bit values (uint8) as k / 255, others as they are.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n, ...)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, ...), float32
+    """
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255)
+    return np.asarray(x, dtype=np.float32)
 
 
 def one_line(text: object) -> str:
