@@ -14,6 +14,7 @@ from pyrovae.data.labelled import HIDDEN, hide_labels, split_rows, with_labels
 from pyrovae.evaluate.likelihood import elbo_parts, importance_log_likelihood
 from pyrovae.models import CVAE, M2, build_model
 from pyrovae.models.likelihoods import MIN_SCALE, inverse_positive
+from pyrovae.nets import with_class
 from pyrovae.pipeline import build, load_spec_data
 from pyrovae.spec import load_spec
 from pyrovae.stats.linear_gaussian import log_marginal
@@ -213,3 +214,34 @@ def test_m2_learns_two_clusters_from_two_labels_per_class(tmp_path):
     bayes = ((x.sum(-1) > 0).long() == y).double().mean().item()  # equal priors and covariances
     assert bayes > 0.95
     assert accuracy >= bayes - 0.03, (accuracy, bayes)
+
+
+CONV = [
+    *(
+        f"model.{part}.{key}"
+        for part in ("encoder", "decoder")
+        for key in ("kind=conv", "kernel=3")
+    ),
+    "model.encoder.channels=[4, 8]",
+    "model.decoder.channels=[8, 4]",
+]
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+@pytest.mark.parametrize("conv", [False, True], ids=["mlp", "conv"])
+def test_class_inputs_equal_the_network_on_the_concatenation(part, conv):
+    """with_class (the class-free part once, the class as a weight column) is the network
+    on cat(inputs, one_hot(y)), for one class per row and for every class of each row."""
+    spec = load_spec(None, ["model.kind=m2", *SMALL, *(CONV if conv else [])])
+    torch.manual_seed(0)
+    model = build_model(spec.model, 63, classes=3, image=(1, 9, 7) if conv else None)
+    net = getattr(model, part)
+    width = 63 if part == "encoder" else 2
+    inputs = torch.randn(5, width)
+    every = torch.arange(3).unsqueeze(-1)  # (C, 1), as enumeration gives it
+    for y in (torch.tensor([0, 2, 1, 1, 0]), every, every.expand(3, 5)):
+        batch = torch.broadcast_shapes(y.shape, (5,))
+        joined = torch.cat([inputs.expand(*batch, width), torch.eye(3)[y.expand(batch)]], -1)
+        got = with_class(net, inputs, y, 3)
+        assert got.shape == (*batch, net(joined).shape[-1])
+        torch.testing.assert_close(got, net(joined), rtol=1e-5, atol=1e-5)

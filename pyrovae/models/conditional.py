@@ -22,6 +22,7 @@ from torch.nn.functional import one_hot, softplus
 from pyrovae.data.labelled import HIDDEN, split_rows
 from pyrovae.models.likelihoods import MIN_SCALE
 from pyrovae.models.vae import VAE
+from pyrovae.nets.classes import with_class
 from pyrovae.spec import ModelSpec
 
 __all__ = ["CVAE", "cycled_classes"]
@@ -74,20 +75,12 @@ class CVAE(VAE):
         """``(...)`` class indices as ``(..., C)`` one-hot vectors of ``like``'s dtype."""
         return one_hot(y, self.classes).to(like.dtype)
 
-    def _with_class(self, inputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``inputs`` ``(..., B, K)`` and the one-hot classes ``y`` (broadcast to ``(..., B)``)
-        side by side: ``(..., B, K + C)``."""
-        y = y.expand(inputs.shape[:-1])
-        return torch.cat([inputs, self.one_hot(y, inputs)], dim=-1)
-
     # ----------------------------------------------------------- networks
 
     def encode_with(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x, y): data ``(B, D)`` (broadcast against ``y``'s shape ``(..., B)``) ->
         loc, scale ``(..., B, L)``."""
-        batch = torch.broadcast_shapes(y.shape, x.shape[:-1])
-        x, y = x.expand(batch + x.shape[-1:]), y.expand(batch)
-        loc, raw = self.encoder(self._with_class(x, y)).chunk(2, dim=-1)
+        loc, raw = with_class(self.encoder, x, y, self.classes).chunk(2, dim=-1)
         return loc, softplus(raw) + MIN_SCALE
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,7 +89,7 @@ class CVAE(VAE):
 
     def observation_with(self, z: torch.Tensor, y: torch.Tensor) -> dist.TorchDistribution:
         """p(x | z, y) for latents ``(..., B, L)`` and classes broadcastable to ``(..., B)``."""
-        return self.likelihood(self.decoder(self._with_class(z, y)))
+        return self.likelihood(with_class(self.decoder, z, y, self.classes))
 
     def observation(
         self, z: torch.Tensor, rows: torch.Tensor | None = None
@@ -111,7 +104,7 @@ class CVAE(VAE):
         0..C-1, :func:`cycled_classes`)."""
         if y is None:
             y = cycled_classes(z.shape[-2], self.classes, z.device)
-        return self.likelihood.mean(self.decoder(self._with_class(z, y)))
+        return self.likelihood.mean(with_class(self.decoder, z, y, self.classes))
 
     # ----------------------------------------------------------- conveniences
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from torch import nn
 
+from pyrovae.nets.classes import with_class
 from pyrovae.nets.conv import conv_decoder, conv_encoder
 from pyrovae.nets.mlp import ACTIVATIONS, mlp
 from pyrovae.spec import NetworkSpec
@@ -26,6 +27,7 @@ __all__ = [
     "NetworkKind",
     "build_decoder",
     "build_encoder",
+    "with_class",
 ]
 
 NetworkBuilder = Callable[[int, int, NetworkSpec, Sequence[int] | None, str], nn.Module]

@@ -143,14 +143,19 @@ class ConvEncoder(nn.Module):
         self.features = sizes[-1] * fh * fw
         self.head = mlp(self.features + extra, out_dim, spec)
 
+    def image_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutions' output, flattened: ``(..., C*H*W [+ E]) -> (..., features)``;
+        inputs after the image are ignored."""
+        batch = x.shape[:-1]
+        flat = x.reshape(-1, x.shape[-1])[:, : self.pixels]
+        return self.convs(flat.reshape(-1, *self.image)).reshape(*batch, self.features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., C*H*W + E) -> (..., out_dim)``."""
-        batch = x.shape[:-1]
-        flat = x.reshape(-1, x.shape[-1])
-        h = self.convs(flat[:, : self.pixels].reshape(-1, *self.image)).flatten(1)
+        h = self.image_features(x)
         if self.extra:
-            h = torch.cat([h, flat[:, self.pixels :]], dim=-1)
-        return self.head(h).reshape(*batch, self.out_dim)
+            h = torch.cat([h, x[..., self.pixels :]], dim=-1)
+        return self.head(h)
 
 
 class ConvDecoder(nn.Module):
@@ -195,11 +200,15 @@ class ConvDecoder(nn.Module):
                 layers += [*_norm(spec.norm, b), act()]
         self.deconvs = nn.Sequential(*layers)
 
+    def from_head(self, h: torch.Tensor) -> torch.Tensor:
+        """The transposed convolutions on the head's output: ``(..., prod(start)) ->
+        (..., groups * C*H*W)``."""
+        batch = h.shape[:-1]
+        return self.deconvs(h.reshape(-1, *self.start)).reshape(*batch, self.out_dim)
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``(..., in_dim) -> (..., groups * C*H*W)``."""
-        batch = z.shape[:-1]
-        h = self.head(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
-        return self.deconvs(h).reshape(*batch, self.out_dim)
+        return self.from_head(self.head(z))
 
 
 class TiedConvDecoder(nn.Module):
