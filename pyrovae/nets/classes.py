@@ -29,8 +29,21 @@ def _first_linear(layer: nn.Linear, inputs: torch.Tensor, y: torch.Tensor) -> to
     return linear(inputs, layer.weight[:, :k], layer.bias) + embedding(y, layer.weight[:, k:].T)
 
 
-def _mlp(net: nn.Sequential, inputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return net[1:](_first_linear(net[0], inputs, y))
+def _reads_class(net: nn.Module, width: int) -> bool:
+    """Whether ``net`` is an MLP whose first linear layer reads ``width`` inputs."""
+    return (
+        isinstance(net, nn.Sequential)
+        and len(net) > 0
+        and isinstance(net[0], nn.Linear)
+        and net[0].in_features == width
+    )
+
+
+def _mlp(net: nn.Module, inputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    assert isinstance(net, nn.Sequential)
+    first = net[0]
+    assert isinstance(first, nn.Linear)
+    return net[1:](_first_linear(first, inputs, y))
 
 
 def with_class(net: nn.Module, inputs: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
@@ -57,11 +70,12 @@ def with_class(net: nn.Module, inputs: torch.Tensor, y: torch.Tensor, classes: i
     Tensor
         ``(broadcast, out)``, equal to the network on the concatenated inputs.
     """
-    if isinstance(net, nn.Sequential) and len(net) and isinstance(net[0], nn.Linear):
+    width = inputs.shape[-1] + classes
+    if _reads_class(net, width):
         return _mlp(net, inputs, y)
-    if isinstance(net, ConvEncoder) and net.extra == classes:
+    if isinstance(net, ConvEncoder) and _reads_class(net.head, net.features + classes):
         return _mlp(net.head, net.image_features(inputs), y)
-    if isinstance(net, ConvDecoder) and isinstance(net.head[0], nn.Sequential):
+    if isinstance(net, ConvDecoder) and _reads_class(net.head[0], width):
         return net.from_head(net.head[1:](_mlp(net.head[0], inputs, y)))
     batch = torch.broadcast_shapes(y.shape, inputs.shape[:-1])
     inputs = inputs.expand(*batch, inputs.shape[-1])
