@@ -21,7 +21,7 @@ for testing, dynamically binarized; ``examples/specs/mnist_m2.toml``.
    wall-clock budget on the same labelled images alone, minimising the cross-entropy.
    Both are scored once on the 2,000 test images. The two sides of a seed run at the
    same time, in two processes of one torch thread each. Nothing is selected on the
-   test images; M2's other settings are the paper's (Kingma et al. 2014).
+   test images; M2's networks are the paper's (Kingma et al. 2014).
 3. **Enumeration cost.** One training step (loss and gradients) of M2's unlabelled
    ELBO on a batch of 128 images: Pyro's ``TraceEnum_ELBO`` with the class enumerated
    in parallel (one batched pass over the 10 classes), against a hand-written loop over
@@ -31,7 +31,8 @@ for testing, dynamically binarized; ``examples/specs/mnist_m2.toml``.
 
 Usage (from the project root)::
 
-    python benchmarks/semi_supervised.py [--minutes M] [--seeds S]
+    python benchmarks/semi_supervised.py [--minutes M] [--seeds S] [--rates LR ...]
+        [--weights W ...]
 
 The last lines printed are ``enum_speedup=`` (loop time over enumeration time) and
 ``accuracy_gain=`` (M2 minus supervised-only test accuracy, 100 labels, percentage
@@ -66,10 +67,10 @@ from pyrovae.train.schedule import lr_at, set_lr
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "specs" / "mnist_m2.toml"
 CLASSIFIER_WEIGHTS = (10.0, 100.0)
-"""Candidates for M2's train.classifier_weight (alpha / N). Kingma et al.'s 0.1, and 1,
-were far behind on validation in earlier selections (docs/benchmarks.md)."""
+"""Default candidates for M2's train.classifier_weight (alpha / N). Kingma et al.'s 0.1,
+and 1, were far behind on validation (``--weights 0.1 1 10 100 --rates 0.001``)."""
 LEARNING_RATES = (1e-3, 3e-3, 1e-2)
-"""Candidates for Adam's learning rate, for each side."""
+"""Default candidates for Adam's learning rate, for each side."""
 
 
 def _spec(
@@ -212,18 +213,18 @@ def _describe(r: dict) -> str:
     )
 
 
-def _candidates(mnist: str, minutes: float) -> list[dict]:
+def _candidates(mnist: str, minutes: float, rates: list[float], weights: list[float]) -> list[dict]:
     """The selection runs: M2 over learning rates x classifier weights, the supervised
     side over learning rates; 10 labels per class, seed 0, scored on validation."""
     common = {"mnist": mnist, "budget": 24 * minutes, "labels": 10, "seed": 0}
     m2 = [
         {**common, "side": "m2", "lr": lr, "weight": w, "validation": True}
-        for lr in LEARNING_RATES
-        for w in CLASSIFIER_WEIGHTS
+        for lr in rates
+        for w in weights
     ]
     alone = [
         {**common, "side": "supervised", "lr": lr, "weight": 0.0, "validation": True}
-        for lr in LEARNING_RATES
+        for lr in rates
     ]
     return m2 + alone
 
@@ -233,6 +234,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0, help="budget for each run")
     parser.add_argument("--mnist", default="../shared/data/mnist", help="folder with t10k files")
     parser.add_argument("--seeds", type=int, default=3, help="runs per side and label count")
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=list(LEARNING_RATES), help="lr candidates"
+    )
+    parser.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        default=list(CLASSIFIER_WEIGHTS),
+        help="classifier weight candidates (alpha / N)",
+    )
     args = parser.parse_args()
     if not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").exists():
         sys.exit(f"no MNIST test images in {args.mnist}; pass --mnist DIR")
@@ -250,7 +261,8 @@ def main() -> None:
     )
     with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
         print("selection: validation accuracy, 10 labels per class, seed 0", flush=True)
-        selection = run_pairs(pool, job, _candidates(args.mnist, args.minutes), _describe)
+        candidates = _candidates(args.mnist, args.minutes, args.rates, args.weights)
+        selection = run_pairs(pool, job, candidates, _describe)
         chosen = {
             side: max((r for r in selection if r["side"] == side), key=lambda r: r["accuracy"])
             for side in ("m2", "supervised")
