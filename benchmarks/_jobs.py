@@ -5,9 +5,23 @@ figures summarised over seeds as mean ± sd."""
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import statistics
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+
+def require_mnist(folder: str, hint: str = "") -> None:
+    """Exit with a one-line message unless ``folder`` holds the MNIST test images."""
+    if not (Path(folder) / "t10k-images-idx3-ubyte.gz").exists():
+        sys.exit(f"no MNIST test images in {folder}; pass --mnist DIR{hint}")
+
+
+def pair_pool() -> ProcessPoolExecutor:
+    """Two worker processes, spawned (each job sets its own torch threads)."""
+    return ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"))
 
 
 def run_pairs(

@@ -25,13 +25,10 @@ log p(x)>``, after ``conv_minus_mlp_sd=`` (sd over seeds; nan for one seed).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from _jobs import paired_difference, print_budget_tables, run_pairs
+from _jobs import pair_pool, paired_difference, print_budget_tables, require_mnist, run_pairs
 
 from pyrovae.data import load_data
 from pyrovae.evaluate.likelihood import importance_log_likelihood
@@ -102,15 +99,14 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=1, help="test runs per side")
     args = parser.parse_args()
-    if not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").exists():
-        sys.exit(f"no MNIST test images in {args.mnist}; pass --mnist DIR")
+    require_mnist(args.mnist)
     common = {"mnist": args.mnist, "budget": args.minutes * 60}
     print(
         f"MNIST test set split 8,000 train / 2,000 test; budget {args.minutes:g} min per run, "
         f"two runs at a time, 1 thread each; test log p(x) with k={args.particles}",
         flush=True,
     )
-    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
+    with pair_pool() as pool:
         print("selection: 7,000 training images, scored on the other 1,000", flush=True)
         candidates = [
             {

@@ -16,11 +16,11 @@ The last line printed is ``seconds=<value>``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
+from _jobs import require_mnist
 
 from pyrovae.data import load_data
 from pyrovae.evaluate.likelihood import evaluate
@@ -37,8 +37,7 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3, help="training before timing")
     args = parser.parse_args()
-    if not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").exists():
-        sys.exit(f"no MNIST test images in {args.mnist}; pass --mnist DIR")
+    require_mnist(args.mnist)
     spec = load_spec(
         ROOT / "examples" / "specs" / "mnist.toml",
         [f"data.path={args.mnist!r}", f"train.epochs={args.epochs}"],

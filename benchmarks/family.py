@@ -34,12 +34,12 @@ VAE's>``. The last line is ``family_ratio_mnist=`` when MNIST is run,
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _jobs import require_mnist
 
 from pyrovae.family import run_family
 from pyrovae.report.family import reading
@@ -124,8 +124,8 @@ def main() -> None:
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
     datasets = ["digits", "mnist"] if args.data == "both" else [args.data]
-    if "mnist" in datasets and not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").exists():
-        sys.exit(f"no MNIST test images in {args.mnist}; pass --mnist DIR (or --data digits)")
+    if "mnist" in datasets:
+        require_mnist(args.mnist, " (or --data digits)")
     print(
         f"threads={torch.get_num_threads()} data={','.join(datasets)} "
         f"kinds={','.join(FAMILY_KINDS)} "

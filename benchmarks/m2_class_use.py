@@ -26,14 +26,11 @@ minus at lr 1e-3, at the end of the budget, percentage points).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from _jobs import run_pairs
+from _jobs import pair_pool, require_mnist, run_pairs
 
 from pyrovae.data import load_data
 from pyrovae.data.labelled import split_rows
@@ -113,10 +110,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="budget for each run")
     parser.add_argument("--mnist", default="../shared/data/mnist", help="folder with t10k files")
     args = parser.parse_args()
-    if not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").exists():
-        sys.exit(f"no MNIST test images in {args.mnist}; pass --mnist DIR")
+    require_mnist(args.mnist)
     tasks = [{"mnist": args.mnist, "lr": lr, "seconds": 60 * args.minutes} for lr in RATES]
-    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
+    with pair_pool() as pool:
         results = run_pairs(pool, job, tasks, _describe)
     print("| lr | epoch | seconds | q(y\\|x) (%) | argmax_y L (%) | gap (nats) |")
     print("| --- | --- | --- | --- | --- | --- |")

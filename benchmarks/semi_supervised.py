@@ -43,15 +43,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing as mp
 import statistics
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from _jobs import mean_sd, run_pairs
+from _jobs import mean_sd, pair_pool, require_mnist, run_pairs
 from pyro.infer import TraceEnum_ELBO
 
 from pyrovae.data import binarize, load_data
@@ -245,8 +242,7 @@ def main() -> None:
         help="classifier weight candidates (alpha / N)",
     )
     args = parser.parse_args()
-    if not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").exists():
-        sys.exit(f"no MNIST test images in {args.mnist}; pass --mnist DIR")
+    require_mnist(args.mnist)
     enum_s, loop_s, enum_loss, loop_loss = enumeration_cost(args.mnist)
     print(
         f"one step on 128 unlabelled images, 1 thread: TraceEnum_ELBO {1000 * enum_s:.1f} ms "
@@ -259,7 +255,7 @@ def main() -> None:
         "time, 1 thread each",
         flush=True,
     )
-    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
+    with pair_pool() as pool:
         print("selection: validation accuracy, 10 labels per class, seed 0", flush=True)
         candidates = _candidates(args.mnist, args.minutes, args.rates, args.weights)
         selection = run_pairs(pool, job, candidates, _describe)
